@@ -1,0 +1,37 @@
+# Two commands for a fresh machine (no GPU, no internet beyond the package index):
+#   make demo   sets up .venv on first use and runs the end-to-end demo on the shipped model
+#   make test   sets up .venv on first use and runs the test suite
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+# Every process that starts rclpy stays on loopback, on a domain of its own (ENVIRONMENT.md).
+export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
+export ROS_LOCALHOST_ONLY := 1
+export ROS_DOMAIN_ID ?= $(shell echo $$(( RANDOM % 100 + 1 )))
+export RMW_IMPLEMENTATION ?= rmw_fastrtps_cpp
+export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
+
+.PHONY: venv demo test bench clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m efc_ros.demo --output outputs/demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_model.py
+
+clean:
+	rm -rf build install log outputs .pytest_cache
