@@ -1,0 +1,134 @@
+"""Which layers of a reduced-precision TensorRT engine must stay in FP32 (or FP16), decided
+without TensorRT.
+
+DEPLOY.md: keep the warp grid, GridSample and the flow arithmetic in FP32 inside an FP16 engine
+(FP16 grid coordinates lose up to 0.25 px at width 2048); in INT8 quantise the segmentation
+branch only and keep the flow decoder in FP16/FP32.
+
+The FP32 set is found on the ONNX graph: every node that computes a GridSample's sampling grid or
+the ``flow`` output, walking backwards from those tensors and stopping at learned layers (Conv,
+Gemm...), whose outputs are the flow residuals. Those nodes are the pixel grid, normalisation,
+flow upsampling, scaling and residual sums: cheap element-wise work. TensorRT names a parsed layer
+after its ONNX node, which is how the decision reaches the engine (``layer_precision``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from typing import Iterable, Sequence
+
+from efc_core.contract import OUTPUT_FLOW
+
+#: Learned (expensive) ops: the FP32 cone stops before them; their outputs may be FP16.
+_BOUNDARY_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul", "BatchNormalization"})
+
+#: Name patterns of the flow arithmetic, for layers that the ONNX analysis cannot name (layers
+#: TensorRT adds while parsing, graphs exported without node names).
+DEFAULT_FP32_PATTERNS: tuple[str, ...] = (r"grid_?sample", r"(^|[/_.])warp", r"pixel_grid", r"(^|[/_.])grid")
+#: Name patterns of the flow / occlusion branch kept out of INT8 (module names of efc_core.model).
+DEFAULT_FLOW_BRANCH_PATTERNS: tuple[str, ...] = (r"flow", r"occlusion", r"cost_volume", r"correlation")
+
+#: Layer types that compute no values of their own. Data movement (concat, slice, shuffle) is
+#: still pinned when it carries grid coordinates: an FP16 concat would round them just the same.
+_UNCONSTRAINED_LAYER_TYPES = frozenset({"SHAPE", "CONSTANT"})
+_FLOAT_DTYPES = frozenset({"FLOAT", "HALF"})
+
+
+def flow_fp32_nodes(model: "onnx.ModelProto", flow_output: str = OUTPUT_FLOW) -> set[str]:  # noqa: F821
+    """Names of ONNX nodes computing GridSample grids and the flow output (the FP32 set).
+
+    Args:
+        model: a loaded ONNX model (``onnx.load``). Unnamed nodes are skipped (nothing could
+            match them in TensorRT).
+        flow_output: graph output holding the flow; ignored when the graph has none (encoder).
+    Returns:
+        Node names, GridSample nodes included, learned layers excluded.
+    """
+    producer = {}
+    for node in model.graph.node:
+        for output in node.output:
+            producer[output] = node
+    start_tensors = []
+    chosen: set[str] = set()
+    for node in model.graph.node:
+        if node.op_type == "GridSample":
+            chosen.add(node.name)
+            start_tensors.append(node.input[1])  # input 1 is the sampling grid
+    if any(output.name == flow_output for output in model.graph.output):
+        start_tensors.append(flow_output)
+
+    queue = deque(start_tensors)
+    seen_tensors: set[str] = set()
+    while queue:
+        tensor = queue.popleft()
+        if tensor in seen_tensors or tensor not in producer:
+            continue  # graph input, initializer, or already visited
+        seen_tensors.add(tensor)
+        node = producer[tensor]
+        if node.op_type in _BOUNDARY_OPS:
+            continue
+        if node.op_type == "GridSample":
+            # A warped *feature* feeding the flow: its grid is already queued; the sampled
+            # features themselves come from the encoder and need no FP32.
+            queue.append(node.input[1])
+            continue
+        chosen.add(node.name)
+        queue.extend(name for name in node.input if name)
+    chosen.discard("")
+    return chosen
+
+
+def _onnx_node_of_layer(layer_name: str, node_names: frozenset[str]) -> str | None:
+    """The ONNX node a TensorRT layer came from: exact name, or the ``[ONNX Layer: name]`` tag
+    that recent parsers append to layers they create for one node."""
+    if layer_name in node_names:
+        return layer_name
+    tagged = re.search(r"\[ONNX Layer: (.+?)\]", layer_name)
+    if tagged and tagged.group(1) in node_names:
+        return tagged.group(1)
+    return None
+
+
+def layer_precision(
+    layer_type: str,
+    layer_name: str,
+    output_dtypes: Sequence[str],
+    *,
+    precision: str,
+    fp32_nodes: Iterable[str] = (),
+    fp32_patterns: Sequence[str] = DEFAULT_FP32_PATTERNS,
+    flow_branch_patterns: Sequence[str] = DEFAULT_FLOW_BRANCH_PATTERNS,
+) -> str | None:
+    """Precision to force on one TensorRT layer, or None to let the builder choose.
+
+    Args:
+        layer_type: ``trt.LayerType`` member name, e.g. ``"GRID_SAMPLE"``, ``"ELEMENTWISE"``.
+        layer_name: the layer's name (ONNX node name for parsed layers).
+        output_dtypes: ``trt.DataType`` member names of the layer outputs (``"FLOAT"``,
+            ``"HALF"``, ``"INT32"``...). Layers with non-float outputs (shape arithmetic,
+            indices, masks) cannot take a float precision and are left alone.
+        precision: engine precision, ``"fp32"``, ``"fp16"`` or ``"int8"``.
+        fp32_nodes: ONNX node names from ``flow_fp32_nodes``.
+    Returns:
+        ``"fp32"`` for the grid / warp / flow arithmetic, ``"fp16"`` for the rest of the flow
+        branch in an INT8 engine, None otherwise.
+    """
+    if precision not in ("fp32", "fp16", "int8"):
+        raise ValueError(f"unknown precision {precision!r}")
+    if precision == "fp32":
+        return None
+    if not output_dtypes or any(dtype not in _FLOAT_DTYPES for dtype in output_dtypes):
+        return None
+    if layer_type == "GRID_SAMPLE":
+        return "fp32"
+    if layer_type in _UNCONSTRAINED_LAYER_TYPES:
+        return None
+    lowered = layer_name.lower()
+    if _onnx_node_of_layer(layer_name, frozenset(fp32_nodes)) is not None or any(
+        re.search(pattern, lowered) for pattern in fp32_patterns
+    ):
+        return "fp32"
+    if precision == "int8" and any(re.search(pattern, lowered) for pattern in flow_branch_patterns):
+        return "fp16"
+    return None
