@@ -24,7 +24,6 @@ setup(
     maintainer_email="efc-ros@example.com",
     description="Joint video segmentation, optical flow and occlusion (Every Frame Counts) for ROS 2",
     license="Apache-2.0",
-    tests_require=["pytest"],
     entry_points={
         "console_scripts": [
             "perception_node = efc_ros.perception_node:main",

@@ -47,3 +47,34 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared data folder not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+SHIPPED_MODEL = REPO_ROOT / "models" / "efc_demo_tiny.onnx"
+
+
+def export_random_tiny_model(directory: Path, height: int = 128, width: int = 192) -> Path:
+    """Export an untrained tiny EFC network (fixed seed) to ONNX + manifest; returns the .onnx path."""
+    import torch
+
+    from efc_core.data.synthetic import SYNTHETIC_CLASS_NAMES, SYNTHETIC_PALETTE
+    from efc_core.export.onnx_export import export_onnx
+    from efc_core.model import build_model
+    from efc_core.model.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    num_classes = 6
+    model = build_model("tiny", num_classes=num_classes).eval()
+    checkpoint = directory / "random_tiny.pt"
+    save_checkpoint(checkpoint, model, train_config={}, step=0, metrics={},
+                    class_names=list(SYNTHETIC_CLASS_NAMES[:num_classes]), palette=SYNTHETIC_PALETTE[:num_classes].tolist())
+    output = directory / "random_tiny.onnx"
+    export_onnx(checkpoint, output, height=height, width=width)
+    return output
+
+
+@pytest.fixture(scope="session")
+def onnx_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shipped demo model when committed, else an untrained tiny export (same interface)."""
+    if SHIPPED_MODEL.is_file() and SHIPPED_MODEL.with_suffix(".json").is_file():
+        return SHIPPED_MODEL
+    return export_random_tiny_model(tmp_path_factory.mktemp("model"))

@@ -1,0 +1,158 @@
+"""``efc bag ...`` subcommands: make-synthetic, process, eval, replay.
+
+``add_parser(subparsers)`` is called by ``efc_ros.cli``; each handler returns an exit code and
+lets ``EfcError``/``ValueError`` propagate to the CLI's one-line error reporting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from efc_ros.model_paths import default_model_path
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``bag`` and its subcommands on the top-level ``efc`` parser."""
+    bag = subparsers.add_parser("bag", help="offline rosbag tools (make-synthetic, process, eval, replay)")
+    commands = bag.add_subparsers(dest="bag_command", required=True)
+
+    make = commands.add_parser("make-synthetic", help="write a synthetic camera bag with ground-truth topics")
+    make.add_argument("output", type=Path, help="output bag folder")
+    make.add_argument("--size", default="640x480", help="WIDTHxHEIGHT (default 640x480)")
+    make.add_argument("--frames", type=int, default=60, help="number of camera frames")
+    make.add_argument("--fps", type=float, default=15.0, help="camera frame rate (Hz)")
+    make.add_argument("--encoding", default="rgb8", choices=["rgb8", "bgr8", "mono8", "jpeg", "png"])
+    make.add_argument("--storage", default="mcap", choices=["mcap", "sqlite3"])
+    make.add_argument("--seed", type=int, default=0)
+    make.add_argument("--frame-id", default="camera")
+    make.add_argument("--overwrite", action="store_true")
+    make.set_defaults(handler=_make_synthetic)
+
+    process = commands.add_parser("process", help="run the perception pipeline over a bag into a new bag")
+    process.add_argument("input", type=Path)
+    process.add_argument("output", type=Path)
+    _add_model_arguments(process)
+    process.add_argument("--topic", help="image topic (found automatically when the bag has one)")
+    process.add_argument("--storage", default="mcap", choices=["mcap", "sqlite3"])
+    process.add_argument("--no-color", action="store_true", help="skip the colour image topics")
+    process.add_argument("--overwrite", action="store_true")
+    process.add_argument("--json", type=Path, help="write throughput and stage timings as JSON")
+    process.set_defaults(handler=_process)
+
+    evaluate = commands.add_parser("eval", help="metrics, report and figures of a processed or replayed bag")
+    evaluate.add_argument("bag", type=Path)
+    evaluate.add_argument("--output", type=Path, required=True, help="report folder")
+    evaluate.add_argument("--topic", help="camera topic (found automatically when the bag has one)")
+    evaluate.add_argument("--num-classes", type=int, default=32)
+    evaluate.set_defaults(handler=_evaluate)
+
+    replay = commands.add_parser("replay", help="play a bag into the running node, record its outputs, evaluate")
+    replay.add_argument("input", type=Path)
+    replay.add_argument("output", type=Path, help="recorded bag folder")
+    replay.add_argument("--namespace", default="", help="the node's namespace")
+    replay.add_argument("--topic", help="camera topic in the input bag")
+    replay.add_argument("--rate", type=float, default=1.0, help="playback speed multiple")
+    replay.add_argument("--best-effort", action="store_true", help="publish and record with best-effort QoS")
+    replay.add_argument("--report", type=Path, help="evaluation report folder (default: OUTPUT_report)")
+    replay.add_argument("--overwrite", action="store_true")
+    replay.set_defaults(handler=_replay)
+
+
+def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--backend", default="onnxruntime", help="onnxruntime | tensorrt | torch")
+    parser.add_argument("--model", type=Path, default=None, help="model file (default: the shipped demo model)")
+    parser.add_argument("--input-size", default=None, help="model input WIDTHxHEIGHT (default: the model's)")
+    parser.add_argument("--temporal-fusion", type=float, default=0.0)
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"640x480"`` -> ``(640, 480)`` (width, height); ``ValueError`` naming the text otherwise."""
+    try:
+        width, height = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"size {text!r} is not WIDTHxHEIGHT") from None
+    if width <= 0 or height <= 0:
+        raise ValueError(f"size {text!r} must be positive")
+    return width, height
+
+
+def build_perceptor(args: argparse.Namespace):
+    """The same ``Perceptor`` the node builds, from ``--backend/--model/--input-size``."""
+    from efc_core.perceptor import Perceptor
+    from efc_core.runtime import create_backend
+
+    model = args.model or default_model_path()
+    backend = create_backend(args.backend, model)
+    input_size = None
+    if args.input_size:
+        width, height = parse_size(args.input_size)
+        input_size = (height, width)
+    return Perceptor(backend, input_size=input_size, temporal_fusion=args.temporal_fusion)
+
+
+def _make_synthetic(args: argparse.Namespace) -> int:
+    from efc_ros.bag.make_synthetic import SyntheticBagOptions, make_synthetic_bag
+
+    width, height = parse_size(args.size)
+    options = SyntheticBagOptions(width=width, height=height, num_frames=args.frames, fps=args.fps,
+                                  encoding=args.encoding, storage=args.storage, seed=args.seed, frame_id=args.frame_id)
+    path = make_synthetic_bag(args.output, options, overwrite=args.overwrite)
+    print(f"wrote {options.num_frames} frames ({width}x{height}, {args.encoding}, {args.storage}) to {path}")
+    return 0
+
+
+def _process(args: argparse.Namespace) -> int:
+    from efc_ros.bag.process import process_bag
+
+    perceptor = build_perceptor(args)
+    progress_bar = _progress_bar("process")
+    stats = process_bag(args.input, args.output, perceptor, topic=args.topic, storage=args.storage,
+                        colors=not args.no_color, overwrite=args.overwrite, progress=progress_bar)
+    summary = stats.as_dict()
+    shares = ", ".join(f"{k} {v * 100:.0f}%" for k, v in summary["share"].items())
+    print(f"\nprocessed {stats.frames} frames ({stats.pairs} pairs) at {summary['frames_per_second']:.1f} frames/s; "
+          f"time: {shares}; wrote {args.output}")
+    if args.json:
+        args.json.write_text(json.dumps(summary, indent=2) + "\n")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from efc_ros.bag.evaluate import evaluate_bag, markdown_report, write_report
+
+    report, state = evaluate_bag(args.bag, camera_topic=args.topic, num_classes=args.num_classes)
+    paths = write_report(report, state, args.output)
+    print(markdown_report(report))
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from efc_ros.bag.evaluate import evaluate_bag, markdown_report, write_report
+    from efc_ros.bag.replay import ReplayOptions, replay_bag
+
+    options = ReplayOptions(namespace=args.namespace, rate=args.rate, reliable=not args.best_effort)
+    counts = replay_bag(args.input, args.output, options, topic=args.topic, overwrite=args.overwrite)
+    print(f"published {counts['published']} frames, received {counts['received']}")
+    report, state = evaluate_bag(args.output)
+    paths = write_report(report, state, args.report or args.output.with_name(args.output.name + "_report"))
+    print(markdown_report(report))
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+def _progress_bar(description: str):
+    """A tqdm progress callback when tqdm is installed (a development dependency), else none."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    bar = tqdm(desc=description, unit="frame", leave=False)
+
+    def update(done: int) -> None:
+        bar.n = done
+        bar.refresh()
+
+    return update

@@ -1,0 +1,150 @@
+"""``efc bag process``: run the node's ``Perceptor`` over a bag and write the outputs to a new bag.
+
+Frames are paired by ``header.stamp``, not by bag receive time: messages go through a small
+reorder buffer sorted by stamp, so a bag recorded out of order still yields the right pairs.
+The input is streamed (one message at a time), so bags larger than memory work.
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from efc_core.errors import InputError
+from efc_core.perceptor import PerceptionResult, Perceptor
+from efc_core.viz import colorize_labels, flow_to_color, occlusion_to_color
+from efc_ros.bag.io import (
+    COMPRESSED_TYPE, BagOutput, find_image_topic, image_message, open_bag, read_messages, stamp_to_ns,
+)
+from efc_ros.image_conversions import compressed_msg_to_rgb, image_msg_to_rgb
+
+OUTPUT_NAMESPACE = "/efc"
+
+
+@dataclass
+class ProcessStats:
+    """Counts and the wall time (s) of each stage of a ``process_bag`` run."""
+
+    frames: int = 0
+    pairs: int = 0
+    pair_resets: dict[str, int] = field(default_factory=dict)
+    reordered: int = 0
+    seconds: dict[str, float] = field(default_factory=lambda: {
+        "read": 0.0, "decode": 0.0, "inference": 0.0, "outputs": 0.0, "write": 0.0})
+
+    def as_dict(self) -> dict[str, Any]:
+        total = sum(self.seconds.values())
+        return {
+            "frames": self.frames, "pairs": self.pairs, "pair_resets": dict(self.pair_resets),
+            "reordered": self.reordered, "seconds": dict(self.seconds),
+            "frames_per_second": self.frames / total if total > 0 else 0.0,
+            "share": {k: (v / total if total > 0 else 0.0) for k, v in self.seconds.items()},
+        }
+
+
+def output_messages(result: PerceptionResult, manifest_palette: np.ndarray, colors: bool,
+                    occlusion_threshold: float = 0.5) -> dict[str, Any]:
+    """Output topic -> message for one result (the node's topics under ``/efc``)."""
+    stamp, frame_id = result.stamp_ns, result.frame_id
+    messages = {f"{OUTPUT_NAMESPACE}/segmentation": image_message(result.segmentation, "mono8", stamp, frame_id)}
+    if colors:
+        messages[f"{OUTPUT_NAMESPACE}/segmentation/color"] = image_message(
+            colorize_labels(result.segmentation, manifest_palette), "rgb8", stamp, frame_id)
+    if result.flow is not None and result.occlusion is not None:
+        occlusion_mask = (result.occlusion > occlusion_threshold).astype(np.uint8) * 255
+        messages[f"{OUTPUT_NAMESPACE}/flow"] = image_message(result.flow, "32FC2", stamp, frame_id)
+        messages[f"{OUTPUT_NAMESPACE}/occlusion"] = image_message(occlusion_mask, "mono8", stamp, frame_id)
+        messages[f"{OUTPUT_NAMESPACE}/occlusion/probability"] = image_message(
+            result.occlusion.astype(np.float32), "32FC1", stamp, frame_id)
+        if colors:
+            messages[f"{OUTPUT_NAMESPACE}/flow/color"] = image_message(flow_to_color(result.flow), "rgb8", stamp, frame_id)
+            messages[f"{OUTPUT_NAMESPACE}/occlusion/color"] = image_message(
+                occlusion_to_color(result.occlusion), "rgb8", stamp, frame_id)
+    return messages
+
+
+def process_bag(
+    input_bag: str | Path,
+    output_bag: str | Path,
+    perceptor: Perceptor,
+    *,
+    topic: str | None = None,
+    storage: str = "mcap",
+    colors: bool = True,
+    copy_input: bool = True,
+    reorder_window: int = 16,
+    overwrite: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> ProcessStats:
+    """Process ``input_bag`` into ``output_bag``; returns counts and stage timings.
+
+    Args:
+        topic: image topic (``sensor_msgs/Image`` or ``CompressedImage``); found automatically
+            when the bag has exactly one camera topic.
+        copy_input: also write the input image topic (and ``/ground_truth/*``) so that one bag
+            shows camera, outputs and ground truth together.
+        reorder_window: messages held back to sort by ``header.stamp`` before pairing.
+        progress: called with the number of frames done so far.
+    """
+    if reorder_window < 1:
+        raise ValueError(f"reorder_window must be >= 1, got {reorder_window}")
+    stats = ProcessStats()
+    palette = np.asarray(perceptor.backend.manifest.palette, dtype=np.uint8)
+    perceptor.reset()
+    with open_bag(input_bag) as reader, BagOutput(output_bag, storage=storage, overwrite=overwrite) as output:
+        image_topic, msgtype = find_image_topic(reader, topic)
+        copied = [t for t in (c.topic for c in reader.connections) if copy_input and t.startswith("/ground_truth")]
+        pending: list[tuple[int, int, int, Any]] = []  # (stamp, order, bag_time, message)
+        order = 0
+
+        def handle(stamp_ns: int, bag_time_ns: int, message: Any) -> None:
+            started = time.perf_counter()
+            rgb = compressed_msg_to_rgb(message) if msgtype == COMPRESSED_TYPE else image_msg_to_rgb(message)
+            decoded = time.perf_counter()
+            result = perceptor.process(rgb, stamp_ns=stamp_ns, frame_id=message.header.frame_id)
+            inferred = time.perf_counter()
+            messages = output_messages(result, palette, colors)
+            produced = time.perf_counter()
+            for out_topic, out_message in messages.items():
+                output.write(out_topic, out_message, bag_time_ns)
+            written = time.perf_counter()
+            stats.seconds["decode"] += decoded - started
+            stats.seconds["inference"] += inferred - decoded
+            stats.seconds["outputs"] += produced - inferred
+            stats.seconds["write"] += written - produced
+            stats.frames += 1
+            stats.pairs += result.flow is not None
+            if result.pair_reset_reason:
+                stats.pair_resets[result.pair_reset_reason] = stats.pair_resets.get(result.pair_reset_reason, 0) + 1
+            if progress is not None:
+                progress(stats.frames)
+
+        read_started = time.perf_counter()
+        for item in read_messages(reader, [image_topic] + copied):
+            stats.seconds["read"] += time.perf_counter() - read_started
+            if copy_input:
+                started = time.perf_counter()
+                output.write(item.topic, item.message, item.bag_time_ns)
+                stats.seconds["write"] += time.perf_counter() - started
+            if item.topic == image_topic:
+                stamp = stamp_to_ns(item.message.header.stamp)
+                if pending and stamp < max(entry[0] for entry in pending):
+                    stats.reordered += 1
+                heapq.heappush(pending, (stamp, order, item.bag_time_ns, item.message))
+                order += 1
+                if len(pending) > reorder_window:
+                    stamp_ns, _, bag_time, message = heapq.heappop(pending)
+                    handle(stamp_ns, bag_time, message)
+            read_started = time.perf_counter()
+        while pending:
+            stamp_ns, _, bag_time, message = heapq.heappop(pending)
+            handle(stamp_ns, bag_time, message)
+        if stats.frames == 0:
+            # An empty topic is an input error, not an empty success (the output is discarded).
+            raise InputError(f"topic {image_topic!r} has no messages")
+    return stats

@@ -1,0 +1,36 @@
+"""Where the shipped demo model lives, in a source checkout and in a colcon install."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+DEMO_MODEL_NAME = "efc_demo_tiny"
+PACKAGE_NAME = "efc_ros"
+
+
+def model_directories() -> list[Path]:
+    """Candidate folders holding shipped models: the installed share folder, then the checkout."""
+    directories: list[Path] = []
+    try:
+        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+
+        try:
+            directories.append(Path(get_package_share_directory(PACKAGE_NAME)) / "models")
+        except PackageNotFoundError:
+            pass
+    except ImportError:  # ament_index_python is absent outside ROS installs
+        pass
+    directories.append(Path(__file__).resolve().parents[1] / "models")
+    return directories
+
+
+def default_model_path(suffix: str = ".onnx") -> Path:
+    """The shipped demo model (``efc_demo_tiny.onnx`` by default); the first candidate that exists.
+
+    Returns the checkout's path even when missing, so the caller's error names a real location.
+    """
+    candidates = [directory / f"{DEMO_MODEL_NAME}{suffix}" for directory in model_directories()]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    return candidates[-1]
