@@ -1,0 +1,333 @@
+"""The perception node: camera images in; segmentation, optical flow and occlusion out.
+
+Topics (relative, so a namespace or remapping separates cameras):
+
+* in: ``image`` (``sensor_msgs/Image``) or, with ``use_compressed``, ``image/compressed``;
+* out: ``segmentation`` mono8 class ids, ``segmentation/color`` rgb8, ``overlay`` rgb8,
+  ``flow`` 32FC2 (dx, dy) pixels, ``flow/color`` rgb8, ``flow/prev_stamp``, ``occlusion`` mono8
+  (0/255), ``occlusion/probability`` 32FC1 (optional); ``/diagnostics``.
+
+Every output carries the input image's header (stamp and frame_id). Flow and occlusion describe
+the pair (previous frame, this frame); ``flow/prev_stamp`` is a ``sensor_msgs/TimeReference`` whose
+``header`` equals the flow message's header and whose ``time_ref`` is the previous frame's stamp,
+so a consumer can match it to ``flow`` by stamp (e.g. an exact-time synchroniser). Flow and
+occlusion are only published for frames with a valid predecessor; segmentation for every frame.
+
+The subscription callback only stores the message; a single worker thread decodes the newest one,
+runs the ``Perceptor`` and publishes (latest-frame-wins, see ``inference_worker``).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import rclpy
+from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import DiagnosticArray
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import CompressedImage, Image, TimeReference
+from std_msgs.msg import Header
+
+from efc_core import viz
+from efc_core.errors import BackendError, EfcError, InputError, ModelError
+from efc_core.perceptor import Perceptor, PerceptionResult
+from efc_ros.diagnostics import NodeStatistics, diagnostic_array
+from efc_ros.image_conversions import compressed_msg_to_rgb, image_msg_to_rgb
+from efc_ros.inference_worker import LatestFrameWorker
+from efc_ros.node_parameters import (
+    PerceptionParameters,
+    check_parameter_changes,
+    declare_perception_parameters,
+)
+from efc_ros.image_conversions import array_to_image_msg
+from efc_ros.model_paths import default_model_path
+
+NODE_NAME = "efc_perception"
+#: Perceptor settings without a setter; changing one at runtime rebuilds it (the pair restarts).
+_PERCEPTOR_PARAMETERS = ("max_frame_gap",)
+
+BackendProvider = Callable[[PerceptionParameters], Any]
+
+
+class NonFiniteOutputError(BackendError):
+    """The network produced NaN or infinite values for a frame."""
+
+
+@dataclass(frozen=True)
+class _ReceivedFrame:
+    msg: Image | CompressedImage
+    received: float  # time.perf_counter() in the callback
+
+
+def _stamp_ns(stamp: Time) -> int:
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+def _time_from_ns(stamp_ns: int) -> Time:
+    return Time(sec=stamp_ns // 1_000_000_000, nanosec=stamp_ns % 1_000_000_000)
+
+
+def load_backend(settings: PerceptionParameters) -> Any:
+    """Create the backend named by ``settings.backend`` on ``settings.model_path`` (empty: the demo model).
+
+    Raises:
+        ModelError: the model file or its manifest is missing or inconsistent.
+        BackendError: the backend library is missing or cannot run the model.
+    """
+    # Imported here: the runtime pulls in onnxruntime (or TensorRT) only when a node starts.
+    from efc_core.runtime import create_backend
+
+    path = settings.model_path or str(default_model_path())
+    options: dict[str, Any] = {}
+    if settings.num_threads > 0 and settings.backend == "onnxruntime":
+        options["intra_op_threads"] = settings.num_threads
+    return create_backend(settings.backend, path, **options)
+
+
+class OutputPublishers:
+    """The node's output topics; colour images are computed only while someone subscribes."""
+
+    def __init__(self, node: Node, manifest: Any, *, depth: int, publish_occlusion_probability: bool) -> None:
+        """Create the publishers on ``node`` (reliable, keep last ``depth``: matches best-effort and reliable subscribers)."""
+        qos = QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
+        self.palette = np.asarray(manifest.palette, dtype=np.uint8)  # (K, 3) RGB per class id
+        self.segmentation = node.create_publisher(Image, "segmentation", qos)
+        self.segmentation_color = node.create_publisher(Image, "segmentation/color", qos)
+        self.overlay = node.create_publisher(Image, "overlay", qos)
+        self.flow = node.create_publisher(Image, "flow", qos)
+        self.flow_color = node.create_publisher(Image, "flow/color", qos)
+        self.flow_prev_stamp = node.create_publisher(TimeReference, "flow/prev_stamp", qos)
+        self.occlusion = node.create_publisher(Image, "occlusion", qos)
+        self.occlusion_probability = (
+            node.create_publisher(Image, "occlusion/probability", qos) if publish_occlusion_probability else None
+        )
+
+    def publish(self, result: PerceptionResult, rgb: np.ndarray, header: Header, settings: PerceptionParameters) -> None:
+        """Publish one frame's outputs, all with ``header`` (the input image's stamp and frame_id).
+
+        Args:
+            result: the Perceptor's output for the frame; arrays at input resolution.
+            rgb: (H, W, 3) uint8 input image (for the overlay).
+        """
+        self.segmentation.publish(array_to_image_msg(result.segmentation, "mono8", header))
+        wants_overlay = self.overlay.get_subscription_count() > 0
+        if wants_overlay or self.segmentation_color.get_subscription_count() > 0:
+            colours = viz.colorize_labels(result.segmentation, self.palette)
+            if self.segmentation_color.get_subscription_count() > 0:
+                self.segmentation_color.publish(array_to_image_msg(colours, "rgb8", header))
+            if wants_overlay:
+                blended = viz.overlay(rgb, colours, alpha=settings.overlay_alpha)
+                self.overlay.publish(array_to_image_msg(blended, "rgb8", header))
+        if result.flow is None or result.occlusion is None or result.prev_stamp_ns is None:
+            return  # no valid predecessor: segmentation only (ROS_NODE.md §3)
+        self.flow_prev_stamp.publish(
+            TimeReference(header=header, time_ref=_time_from_ns(result.prev_stamp_ns), source="previous_frame")
+        )
+        self.flow.publish(array_to_image_msg(result.flow, "32FC2", header))
+        if self.flow_color.get_subscription_count() > 0:
+            max_magnitude = settings.flow_color_max if settings.flow_color_max > 0 else None
+            self.flow_color.publish(array_to_image_msg(viz.flow_to_color(result.flow, max_magnitude), "rgb8", header))
+        mask = np.where(result.occlusion > settings.occlusion_threshold, np.uint8(255), np.uint8(0))
+        self.occlusion.publish(array_to_image_msg(mask, "mono8", header))
+        if self.occlusion_probability is not None:
+            self.occlusion_probability.publish(array_to_image_msg(result.occlusion.astype(np.float32), "32FC1", header))
+
+
+class PerceptionNode(Node):
+    """rclpy node around one ``efc_core.perceptor.Perceptor`` (see the module docstring for topics)."""
+
+    def __init__(self, node_name: str = NODE_NAME, *, backend_provider: BackendProvider | None = None, **node_kwargs: Any) -> None:
+        """Declare parameters, load the model and start the worker.
+
+        Args:
+            node_name: ROS node name.
+            backend_provider: returns the inference backend for the parameters; default creates
+                one with ``efc_core.runtime.create_backend`` (``multi_camera`` passes a shared one).
+            node_kwargs: passed to ``rclpy.node.Node`` (namespace, context, parameter_overrides...).
+
+        Raises:
+            ParameterError, ModelError, BackendError: the node cannot start (bad parameter, missing
+            or mismatched model); nothing is left running.
+        """
+        super().__init__(node_name, **node_kwargs)
+        try:
+            self.settings = declare_perception_parameters(self)
+            self._owns_backend = backend_provider is None
+            self.backend = (backend_provider or load_backend)(self.settings)
+            self._perceptor = self._build_perceptor(self.settings)  # checks input size against the model
+        except Exception:
+            self.destroy_node()
+            raise
+        self._perceptor_settings = self.settings
+        self.statistics = NodeStatistics()
+        self._error_loggers: dict[tuple[str, float], Any] = {}
+        reliability = self.settings.qos_reliability
+        self._outputs = OutputPublishers(self, self.backend.manifest, depth=self.settings.qos_depth,
+                                         publish_occlusion_probability=self.settings.publish_occlusion_probability)
+        self._worker: LatestFrameWorker[_ReceivedFrame] = LatestFrameWorker(
+            self._process_frame, self._on_frame_error, on_drop=lambda _: self.statistics.record_dropped()
+        )
+        input_qos = self._input_qos(reliability, self.settings.qos_depth)
+        if self.settings.use_compressed:
+            self._subscription = self.create_subscription(CompressedImage, "image/compressed", self._on_image, input_qos)
+        else:
+            self._subscription = self.create_subscription(Image, "image", self._on_image, input_qos)
+        self._diagnostics_publisher = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._diagnostics_timer = self.create_timer(self.settings.diagnostics_period, self._publish_diagnostics)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.get_logger().info(
+            f"{self.backend.name} ({self.backend.precision}) model {self.backend.manifest.model_name!r}; "
+            f"subscribed to {self._subscription.topic_name} ({reliability}, depth {self.settings.qos_depth})"
+        )
+
+    @staticmethod
+    def _input_qos(reliability: str, depth: int) -> QoSProfile:
+        if reliability == "best_effort":
+            profile = QoSProfile(depth=depth)
+            profile.reliability = qos_profile_sensor_data.reliability
+            profile.durability = qos_profile_sensor_data.durability
+            profile.history = HistoryPolicy.KEEP_LAST
+            return profile
+        return QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
+
+    def _build_perceptor(self, settings: PerceptionParameters) -> Perceptor:
+        return Perceptor(
+            self.backend,
+            input_size=settings.input_size,
+            resize_mode=settings.resize_mode,
+            max_frame_gap_s=settings.max_frame_gap,
+            temporal_fusion=settings.temporal_fusion,
+            streaming=settings.streaming,
+        )
+
+    # ---- callbacks (executor thread): never block on inference ----
+
+    def _on_image(self, msg: Image | CompressedImage) -> None:
+        self.statistics.record_received()
+        self._worker.submit(_ReceivedFrame(msg, time.perf_counter()))
+
+    def _on_set_parameters(self, parameters: list[Any]) -> SetParametersResult:
+        changes = {parameter.name: parameter.value for parameter in parameters}
+        ours = {name: value for name, value in changes.items() if hasattr(self.settings, name)}
+        reason = check_parameter_changes(self.settings, ours)
+        if reason is not None:
+            self.get_logger().warning(f"rejected parameter change {changes}: {reason}")
+            return SetParametersResult(successful=False, reason=reason)
+        # Humble has no post-set callback: apply here; the worker picks the snapshot up per frame.
+        self.settings = self.settings.replace(ours)
+        return SetParametersResult(successful=True)
+
+    def _publish_diagnostics(self) -> None:
+        info = {
+            "backend": self.backend.name,
+            "precision": self.backend.precision,
+            "model": self.backend.manifest.model_name,
+            "model_path": self.settings.model_path or "(shipped demo model)",
+            "input_topic": self._subscription.topic_name,
+            "streaming": str(self._perceptor.streaming),
+        }
+        status = self.statistics.report(
+            name=f"efc_ros: {self.get_fully_qualified_name()}",
+            hardware_id=f"{self.backend.name}/{self.backend.precision}",
+            info=info,
+            period_s=self.settings.diagnostics_period,
+        )
+        self._diagnostics_publisher.publish(diagnostic_array([status], self.get_clock().now().to_msg()))
+
+    # ---- worker thread ----
+
+    def _process_frame(self, frame: _ReceivedFrame) -> None:
+        settings = self.settings
+        if any(getattr(settings, name) != getattr(self._perceptor_settings, name) for name in _PERCEPTOR_PARAMETERS):
+            self._perceptor = self._build_perceptor(settings)
+            self._perceptor_settings = settings
+        self._perceptor.temporal_fusion = settings.temporal_fusion
+        start = time.perf_counter()
+        if isinstance(frame.msg, CompressedImage):
+            rgb = compressed_msg_to_rgb(frame.msg)
+        else:
+            rgb = image_msg_to_rgb(frame.msg)
+        decoded = time.perf_counter()
+        header = Header(stamp=frame.msg.header.stamp, frame_id=frame.msg.header.frame_id)
+        result = self._perceptor.process(rgb, _stamp_ns(header.stamp), header.frame_id)
+        self._check_finite(result)
+        before_publish = time.perf_counter()
+        self._outputs.publish(result, rgb, header, settings)
+        done = time.perf_counter()
+        timings = {stage: result.timings_ms.get(stage, float("nan")) for stage in ("preprocess", "inference", "postprocess")}
+        timings.update(decode=(decoded - start) * 1e3, publish=(done - before_publish) * 1e3,
+                       end_to_end=(done - frame.received) * 1e3)
+        self.statistics.record_processed(timings, pair_reset=result.flow is None)
+        if result.pair_reset_reason not in (None, "first frame"):
+            self.get_logger().info(f"flow pair reset at {header.frame_id!r} {_stamp_ns(header.stamp)} ns: {result.pair_reset_reason}")
+
+    def _check_finite(self, result: PerceptionResult) -> None:
+        for name in ("flow", "occlusion"):
+            values = getattr(result, name)
+            if values is not None and not np.isfinite(values).all():
+                # The frame must not become the partner of the next one either.
+                self._perceptor.reset()
+                raise NonFiniteOutputError(f"{name} output has {int((~np.isfinite(values)).sum())} non-finite values")
+
+    def _on_frame_error(self, frame: _ReceivedFrame, error: BaseException) -> None:
+        if not self.context.ok():
+            return  # shutting down: publishers are gone, nothing to report
+        kind = {InputError: "input", NonFiniteOutputError: "non_finite_output", ModelError: "model", BackendError: "backend"}.get(
+            type(error), type(error).__name__)
+        count = self.statistics.record_error(kind, str(error))
+        stamp = frame.msg.header.stamp
+        throttle = float(self.settings.log_throttle_sec)
+        # rclpy throttles per call site and logger; one logger per kind keeps one kind from hiding another.
+        logger = self._error_loggers.get((kind, throttle))
+        if logger is None:
+            logger = self._error_loggers[(kind, throttle)] = self.get_logger().get_child(kind)
+        message = (f"frame {stamp.sec}.{stamp.nanosec:09d} ({frame.msg.header.frame_id!r}) skipped "
+                   f"[{kind} error #{count}]: {error}")
+        if throttle > 0:
+            logger.error(message, throttle_duration_sec=throttle)
+        else:
+            logger.error(message)
+
+    # ---- shutdown ----
+
+    def destroy_node(self) -> None:
+        """Stop and join the worker, close the backend we created, then destroy the ROS node."""
+        worker = getattr(self, "_worker", None)
+        if worker is not None:
+            worker.stop(timeout=10.0)
+        backend = getattr(self, "backend", None)
+        if backend is not None and getattr(self, "_owns_backend", False):
+            backend.close()
+            self.backend = None
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> int:
+    """Console script ``perception_node``: run the node until SIGINT; exit 1 when it cannot start."""
+    rclpy.init(args=args)
+    try:
+        try:
+            node = PerceptionNode()
+        except (EfcError, ValueError) as error:  # ParameterError is a ValueError
+            rclpy.logging.get_logger(NODE_NAME).fatal(f"cannot start: {' '.join(str(error).split())}")
+            return 1
+        try:
+            rclpy.spin(node)
+        except (KeyboardInterrupt, ExternalShutdownException):
+            pass
+        finally:
+            node.destroy_node()
+    finally:
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

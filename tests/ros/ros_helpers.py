@@ -1,0 +1,247 @@
+"""Helpers for the ROS tests: a demo model, the node in a subprocess, and an rclpy test client.
+
+Every process that starts rclpy here runs on loopback (tests/conftest.py sets the environment;
+``require_loopback_environment`` refuses to start anything without it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SHIPPED_MODEL = REPO_ROOT / "models" / "efc_demo_tiny.onnx"
+NODE_NAME = "efc_perception"
+#: (height, width) of the model exported when the shipped demo model is absent: small, for speed.
+TEST_MODEL_SIZE = (128, 128)
+TEST_MODEL_FILE = "efc_test_tiny.onnx"
+
+
+def require_loopback_environment() -> None:
+    """Fail unless ROS traffic is confined to loopback (ENVIRONMENT.md)."""
+    if os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE") != "LOCALHOST" or os.environ.get("ROS_LOCALHOST_ONLY") != "1":
+        pytest.fail("ROS tests need ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST and ROS_LOCALHOST_ONLY=1")
+    if not os.environ.get("ROS_DOMAIN_ID"):
+        pytest.fail("ROS tests need a ROS_DOMAIN_ID of their own")
+
+
+def _model_code_digest() -> str:
+    """Hash of the code that defines and exports the model: a cached export is reused only while it is unchanged."""
+    digest = hashlib.sha256()
+    for path in sorted((REPO_ROOT / "efc_core" / "model").glob("*.py")) + [REPO_ROOT / "efc_core" / "export" / "onnx_export.py",
+                                                                            REPO_ROOT / "efc_core" / "manifest.py"]:
+        digest.update(path.read_bytes())
+    digest.update(repr(TEST_MODEL_SIZE).encode())
+    return digest.hexdigest()[:16]
+
+
+@pytest.fixture(scope="session")
+def demo_model(request: pytest.FixtureRequest) -> Path:
+    """Path of an ONNX model with its manifest: the shipped demo model, else a tiny export.
+
+    The export (about 30 s on the 2-core CI machine) is cached in pytest's cache folder, keyed by
+    the model and export code.
+    """
+    if SHIPPED_MODEL.is_file() and SHIPPED_MODEL.with_suffix(".json").is_file():
+        return SHIPPED_MODEL
+    folder = Path(request.config.cache.mkdir("efc_ros_test_model")) / _model_code_digest()
+    if not folder.is_dir():
+        # Export next to it and rename: an interrupted export never looks like a finished one.
+        partial = folder.with_name(f"{folder.name}.partial-{os.getpid()}")
+        partial.mkdir(parents=True)
+        export_test_model(partial, partial / TEST_MODEL_FILE)
+        os.replace(partial, folder)
+    return folder / TEST_MODEL_FILE
+
+
+def export_test_model(folder: Path, path: Path) -> None:
+    """Export an untrained ``tiny`` model for the synthetic classes to ``path`` (+ manifest, encoder, decoder)."""
+    torch = pytest.importorskip("torch")
+    from efc_core.data.synthetic import SYNTHETIC_CLASS_NAMES, SYNTHETIC_PALETTE
+    from efc_core.export.onnx_export import export_onnx
+    from efc_core.model import build_model
+    from efc_core.model.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    model = build_model("tiny", num_classes=len(SYNTHETIC_CLASS_NAMES)).eval()
+    checkpoint = save_checkpoint(folder / "tiny.pt", model, train_config={}, step=0, metrics={},
+                                 class_names=list(SYNTHETIC_CLASS_NAMES), palette=SYNTHETIC_PALETTE.tolist())
+    export_onnx(checkpoint, path, height=TEST_MODEL_SIZE[0], width=TEST_MODEL_SIZE[1])
+
+
+def node_arguments(parameters: dict[str, Any], *, namespace: str | None = None, name: str | None = None,
+                   remappings: dict[str, str] | None = None) -> list[str]:
+    """``--ros-args`` for the node: parameters as ``-p name:=value``, plus namespace, name, remappings."""
+    args = ["--ros-args"]
+    for key, value in parameters.items():
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        args += ["-p", f"{key}:={text}"]
+    if namespace:
+        args += ["-r", f"__ns:={namespace}"]
+    if name:
+        args += ["-r", f"__node:={name}"]
+    for source, target in (remappings or {}).items():
+        args += ["-r", f"{source}:={target}"]
+    return args
+
+
+class NodeProcess:
+    """The perception node in its own process (``python -m efc_ros.perception_node``)."""
+
+    def __init__(self, log_path: Path, parameters: dict[str, Any], **arguments: Any) -> None:
+        """Start it; stdout and stderr go to ``log_path``."""
+        require_loopback_environment()
+        self.log_path = log_path
+        env = dict(os.environ, PYTHONUNBUFFERED="1", RCUTILS_LOGGING_BUFFERED_STREAM="0",
+                   RCUTILS_COLORIZED_OUTPUT="0", OMP_NUM_THREADS="1")
+        self._log_file = open(log_path, "w")
+        command = [sys.executable, "-m", "efc_ros.perception_node", *node_arguments(parameters, **arguments)]
+        self.process = subprocess.Popen(command, stdout=self._log_file, stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT)
+
+    def log(self) -> str:
+        """Everything the node printed so far."""
+        return self.log_path.read_text()
+
+    def wait_exit(self, timeout: float) -> int:
+        """Wait for the process to end by itself; returns its exit code."""
+        try:
+            return self.process.wait(timeout)
+        finally:
+            self._log_file.close()
+
+    def stop(self, timeout: float = 20.0) -> int:
+        """SIGINT (as Ctrl-C would), wait, and return the exit code (SIGKILL after ``timeout``)."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log_file.close()
+        return self.process.returncode
+
+
+class RosClient:
+    """A test-side rclpy node in its own context, spun on a background thread."""
+
+    def __init__(self, name: str) -> None:
+        require_loopback_environment()
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node(name, context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._thread.start()
+
+    def _spin(self) -> None:
+        from rclpy.executors import ExternalShutdownException
+
+        try:
+            while self.context.ok():
+                self.executor.spin_once(timeout_sec=0.05)
+        except (ExternalShutdownException, RuntimeError):
+            pass
+
+    def subscribe(self, msg_type: Any, topic: str, *, reliable: bool = True, depth: int = 100) -> list:
+        """Collect every message on ``topic`` into the returned list."""
+        from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+        received: list = []
+        qos = QoSProfile(depth=depth, history=HistoryPolicy.KEEP_LAST,
+                         reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT)
+
+        def store(msg: Any) -> None:
+            with self._lock:
+                received.append(msg)
+
+        self.node.create_subscription(msg_type, topic, store, qos)
+        return received
+
+    def publisher(self, msg_type: Any, topic: str, *, reliable: bool = True, depth: int = 100) -> Any:
+        """A publisher on ``topic``."""
+        from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+        qos = QoSProfile(depth=depth, history=HistoryPolicy.KEEP_LAST,
+                         reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT)
+        return self.node.create_publisher(msg_type, topic, qos)
+
+    @staticmethod
+    def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.02) -> bool:
+        """Poll ``predicate`` until true or ``timeout`` seconds; returns its last value."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return True
+            time.sleep(interval)
+        return predicate()
+
+    def wait_for_publishers(self, topics: list[str], timeout: float) -> bool:
+        """True once every topic has a publisher (the node finished starting and discovery ran)."""
+        return self.wait_for(lambda: all(self.node.count_publishers(t) > 0 for t in topics), timeout, 0.1)
+
+    def call_service(self, srv_type: Any, name: str, request: Any, timeout: float = 10.0) -> Any:
+        """Call a service and return the response (fails the test on timeout)."""
+        client = self.node.create_client(srv_type, name)
+        if not client.wait_for_service(timeout_sec=timeout):
+            pytest.fail(f"service {name} not available")
+        future = client.call_async(request)
+        if not self.wait_for(future.done, timeout):
+            pytest.fail(f"service {name} did not answer in {timeout} s")
+        self.node.destroy_client(client)
+        return future.result()
+
+    def set_parameters(self, node: str, values: dict[str, Any]) -> list:
+        """Set parameters through the node's real ``set_parameters`` service; returns the results."""
+        from rcl_interfaces.srv import SetParameters
+        from rclpy.parameter import Parameter
+
+        request = SetParameters.Request(parameters=[Parameter(k, value=v).to_parameter_msg() for k, v in values.items()])
+        return list(self.call_service(SetParameters, f"{node}/set_parameters", request).results)
+
+    def list_parameters(self, node: str) -> set[str]:
+        """Names of every parameter of ``node`` (``list_parameters`` service)."""
+        from rcl_interfaces.srv import ListParameters
+
+        return set(self.call_service(ListParameters, f"{node}/list_parameters", ListParameters.Request()).result.names)
+
+    def close(self) -> None:
+        """Shut the context down and join the spin thread."""
+        import rclpy
+
+        rclpy.try_shutdown(context=self.context)
+        self._thread.join(5.0)
+
+
+def frame_stamp(index: int, *, start_s: int = 1000, period_ns: int = 100_000_000):
+    """``builtin_interfaces/Time`` of frame ``index`` of a 10 Hz camera."""
+    from builtin_interfaces.msg import Time
+
+    total = start_s * 1_000_000_000 + index * period_ns
+    return Time(sec=total // 1_000_000_000, nanosec=total % 1_000_000_000)
+
+
+def stamp_ns(stamp: Any) -> int:
+    """Nanoseconds of a ``builtin_interfaces/Time``."""
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+def messages_with_stamp(messages: list, stamp: Any) -> list:
+    """The messages among ``messages`` whose header stamp equals ``stamp``."""
+    wanted = stamp_ns(stamp)
+    return [m for m in list(messages) if stamp_ns(m.header.stamp) == wanted]
