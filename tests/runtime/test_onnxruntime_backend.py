@@ -133,3 +133,45 @@ def test_wrong_input_tensor_is_an_input_error(tmp_path: Path) -> None:
         backend.infer(prev[..., :64], cur)
     with pytest.raises(InputError, match=r"prev must be a \(1, 3, H, W\) array, got \(3, 64, 64\)"):
         backend.infer(prev[0, :, :, :64], cur[..., :64])
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
+def test_real_tiny_network_agrees_with_the_torch_backend(tmp_path: Path, shared_data: Path) -> None:
+    """Export the real (untrained) tiny EFC network; ORT single graph, ORT streaming pair and the
+    PyTorch backend must give the same numbers (tolerances for float32 reassociation)."""
+    torch = pytest.importorskip("torch")
+    from efc_core.export.onnx_export import export_onnx
+    from efc_core.model.checkpoint import save_checkpoint
+    from efc_core.model.efc_net import build_model
+
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    model = build_model("tiny", num_classes=3)
+    checkpoint = save_checkpoint(tmp_path / "tiny.pt", model, train_config={}, step=0, metrics={},
+                                 class_names=["a", "b", "c"], palette=[[0, 0, 0], [1, 1, 1], [2, 2, 2]])
+    export_onnx(checkpoint, tmp_path / "tiny.onnx", height=64, width=128, split=True)
+    onnx_backend = create_backend("onnxruntime", tmp_path / "tiny.onnx", intra_op_threads=1)
+    torch_backend = create_backend("torch", checkpoint, device="cpu", threads=1)
+    assert onnx_backend.supports_streaming and torch_backend.supports_streaming
+    prev, cur = _images(5, size=(64, 128))
+    ours, reference = onnx_backend.infer(prev, cur), torch_backend.infer(prev, cur)
+    streamed = onnx_backend.decode(onnx_backend.encode(prev), onnx_backend.encode(cur))
+    for outputs in (ours, streamed):
+        np.testing.assert_allclose(outputs.seg_logits, reference.seg_logits, atol=1e-3, rtol=1e-3)
+        np.testing.assert_allclose(outputs.flow, reference.flow, atol=1e-3, rtol=1e-3)
+        np.testing.assert_allclose(outputs.occlusion, reference.occlusion, atol=1e-4)
+    torch_streamed = torch_backend.decode(torch_backend.encode(prev), torch_backend.encode(cur))
+    np.testing.assert_allclose(torch_streamed.flow, reference.flow, atol=1e-4)
+
+    # Real frames (Middlebury RubberWhale, 388x584) through the whole pipeline.
+    import cv2
+
+    from efc_core.perceptor import Perceptor
+
+    frames = [cv2.cvtColor(cv2.imread(str(shared_data / "middlebury-rubberwhale" / name)), cv2.COLOR_BGR2RGB)
+              for name in ("frame10.png", "frame11.png")]
+    perceptor = Perceptor(onnx_backend)
+    results = [perceptor.process(frame, index * 100_000_000, "camera") for index, frame in enumerate(frames)]
+    assert results[1].flow.shape == (388, 584, 2) and np.isfinite(results[1].flow).all()
+    assert results[1].segmentation.shape == (388, 584) and results[1].segmentation.max() < 3
