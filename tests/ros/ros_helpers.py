@@ -245,3 +245,41 @@ def messages_with_stamp(messages: list, stamp: Any) -> list:
     """The messages among ``messages`` whose header stamp equals ``stamp``."""
     wanted = stamp_ns(stamp)
     return [m for m in list(messages) if stamp_ns(m.header.stamp) == wanted]
+
+
+def publish_frame(publisher: Any, rgb: Any, index: int, *, frame_id: str = "camera", encoding: str = "rgb8",
+                  stamp: Any = None) -> Any:
+    """Publish ``rgb`` as an Image stamped like frame ``index`` of a 10 Hz camera; returns its header."""
+    from std_msgs.msg import Header
+
+    from efc_ros.image_conversions import rgb_to_image_msg
+
+    header = Header(stamp=stamp if stamp is not None else frame_stamp(index), frame_id=frame_id)
+    publisher.publish(rgb_to_image_msg(rgb, encoding, header))
+    return header
+
+
+def start_node_and_client(log_path: Path, parameters: dict[str, Any], namespace: str, client_name: str,
+                          topics: dict[str, Any], timeout: float = 90.0) -> tuple[NodeProcess, RosClient, Any, dict[str, list]]:
+    """Start the node, a client subscribed (reliable) to ``topics`` {relative name: type} and an image publisher.
+
+    Returns once the node's publishers and our image publisher are matched.
+    """
+    from sensor_msgs.msg import CompressedImage, Image
+
+    node = NodeProcess(log_path, parameters, namespace=namespace)
+    client = RosClient(client_name)
+    received = {topic: client.subscribe(msg_type, f"{namespace}/{topic}" if not topic.startswith("/") else topic)
+                for topic, msg_type in topics.items()}
+    compressed = bool(parameters.get("use_compressed"))
+    image_topic = f"{namespace}/image/compressed" if compressed else f"{namespace}/image"
+    publisher = client.publisher(CompressedImage if compressed else Image, image_topic)
+    own = [t for t in topics if not t.startswith("/")]
+    ready = client.wait_for(lambda: publisher.get_subscription_count() > 0
+                            and all(client.node.count_publishers(f"{namespace}/{t}") for t in own), timeout, 0.1)
+    if not ready:
+        client.close()
+        node.stop()
+        pytest.fail(f"node did not come up in {timeout} s; its log:\n{node.log()}")
+    time.sleep(1.0)  # let our subscriptions match the node's publishers as well
+    return node, client, publisher, received
