@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 _INTERPOLATIONS = {"linear": cv2.INTER_LINEAR, "nearest": cv2.INTER_NEAREST}
+_REMAP_DTYPES = tuple(np.dtype(t) for t in (np.uint8, np.uint16, np.int16, np.float32, np.float64))
 
 
 def _check_flow(flow: np.ndarray, name: str = "flow") -> None:
@@ -66,8 +67,9 @@ def warp_image(
     """Backward-warp ``image`` with ``flow``: ``out(p) = image(p + flow(p))`` (cv2.remap).
 
     Args:
-        image: (H, W) or (H, W, C) array of a dtype cv2.remap accepts (uint8, uint16, int16,
-            float32, float64); bool images are warped as uint8 and returned as bool.
+        image: (H, W) or (H, W, C) array; uint8, uint16, int16, float32 and float64 go straight
+            to cv2.remap, bool is warped as uint8, other dtypes (int32, int64 labels) through
+            float64 (exact for integers below 2^53; rounded back after linear interpolation).
         flow: (H, W, 2) displacement in pixels on the output grid.
         interpolation: ``"linear"`` (bilinear) or ``"nearest"`` (labels, masks).
         border_value: value of samples that fall outside the image.
@@ -80,26 +82,29 @@ def warp_image(
         raise ValueError(f"image size {image.shape[:2]} != flow size {flow.shape[:2]}")
     if interpolation not in _INTERPOLATIONS:
         raise ValueError(f"interpolation must be one of {sorted(_INTERPOLATIONS)}, got {interpolation!r}")
-    is_bool = image.dtype == np.bool_
-    source = image.view(np.uint8) if is_bool else image
+    if image.dtype == np.bool_:
+        return warp_image(image.view(np.uint8), flow, interpolation, border_value).astype(np.bool_)
+    if image.dtype not in _REMAP_DTYPES:
+        warped = warp_image(image.astype(np.float64), flow, interpolation, border_value)
+        return np.rint(warped).astype(image.dtype) if interpolation == "linear" else warped.astype(image.dtype)
     map_x, map_y = sample_points(flow)
-    channels = source.shape[2] if source.ndim == 3 else 0
+    channels = image.shape[2] if image.ndim == 3 else 0
     border = (float(border_value),) * max(channels, 1)
     if channels > 4:
         # cv2.remap's border value has at most 4 entries; warp wide arrays in chunks of 4 channels.
         parts = [
-            warp_image(source[..., start : start + 4], flow, interpolation, border_value)
+            warp_image(image[..., start : start + 4], flow, interpolation, border_value)
             for start in range(0, channels, 4)
         ]
         warped = np.concatenate(parts, axis=2)
     else:
         warped = cv2.remap(
-            source, map_x, map_y, _INTERPOLATIONS[interpolation],
+            image, map_x, map_y, _INTERPOLATIONS[interpolation],
             borderMode=cv2.BORDER_CONSTANT, borderValue=border,
         )
         if channels == 1:  # OpenCV drops a trailing channel axis of size 1
             warped = warped[..., None]
-    return warped.astype(np.bool_) if is_bool else warped
+    return warped
 
 
 def resize_flow(flow: np.ndarray, size: tuple[int, int]) -> np.ndarray:

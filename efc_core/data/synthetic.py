@@ -178,14 +178,18 @@ class SyntheticSequence:
         homogeneous = _to_3x3(self.layer_affines)
         # Per layer: image_i -> texture -> image_j, minus identity, gives an affine flow field.
         transfer = homogeneous[j] @ np.linalg.inv(homogeneous[i])
-        coefficients = (transfer[:, :2, :] - np.eye(2, 3)).reshape(-1, 6).astype(np.float32)
-        # One np.take per coefficient (by layer index) is ~2x faster than gathering (H, W, 6) rows.
-        a, b, c, d, e, f = (coefficients[:, k].take(self.layer_maps[i]) for k in range(6))
+        coefficients = np.zeros((6, 256), dtype=np.float32)
+        coefficients[:, : transfer.shape[0]] = (transfer[:, :2, :] - np.eye(2, 3)).reshape(-1, 6).T
+        # Per-pixel coefficients by layer index: cv2.LUT with a float table is ~6x faster than np.take.
+        a, b, c, d, e, f = (cv2.LUT(self.layer_maps[i], table) for table in coefficients)
         xs, ys = _pixel_axes(*self.layer_maps.shape[1:])
-        flow = np.empty(self.layer_maps.shape[1:] + (2,), dtype=np.float32)
-        flow[..., 0] = a * xs + b * ys + c
-        flow[..., 1] = d * xs + e * ys + f
-        return flow
+        flow_x = a * xs
+        flow_x += b * ys
+        flow_x += c
+        flow_y = d * xs
+        flow_y += e * ys
+        flow_y += f
+        return cv2.merge([flow_x, flow_y])
 
     def occlusion(self, i: int, j: int, flow: np.ndarray | None = None) -> np.ndarray:
         """(H, W) bool: pixels of frame i with no correspondence in frame j.
