@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from efc_core.contract import FlowDirection
+from efc_core.errors import InputError
 from efc_core.pairing import FramePairer
 from efc_core.postprocess import (
     flow_content,
@@ -144,13 +145,13 @@ class Perceptor:
             frame_id: the image's ``header.frame_id``.
 
         Raises:
-            InputError: ``image`` is not (H, W, 3) uint8.
+            InputError: ``image`` is not (H, W, 3) uint8, or ``stamp_ns`` is not an int.
             BackendError: inference failed or produced NaN/Inf (the pair state is unchanged).
         """
         start = time.perf_counter()
         check_image(image)
         if isinstance(stamp_ns, bool) or not isinstance(stamp_ns, (int, np.integer)):
-            raise ValueError(f"stamp_ns must be an int number of nanoseconds, got {stamp_ns!r}")
+            raise InputError(f"stamp_ns must be an int number of nanoseconds, got {stamp_ns!r}")
         size = (int(image.shape[0]), int(image.shape[1]))
         geometry = self.geometry_for(size)
         tensor = preprocess(image, geometry, self.manifest.mean, self.manifest.std, self._input_dtype)

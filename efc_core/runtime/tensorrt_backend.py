@@ -145,6 +145,14 @@ class _EngineRunner:
             self._use_cuda_graph = False
             self._graph_exec = None
 
+    def release(self) -> None:
+        """Free buffers, then the execution context, then the engine (TensorRT's required order)."""
+        self._graph_exec = None
+        self._device.clear()
+        self._host.clear()
+        self.context = None
+        self.engine = None
+
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Copy inputs in, execute, copy outputs out; returns fresh arrays (buffers are reused)."""
         missing = sorted(set(self.inputs) - set(feeds))
@@ -229,7 +237,9 @@ class TensorRTBackend:
             self._runners[kind] = runner
 
     def _release(self) -> None:
-        self._runners.clear()  # buffers, contexts and engines are freed while the context is current
+        for runner in self._runners.values():  # freed here, while the CUDA context is current
+            runner.release()
+        self._runners.clear()
         if self._context is not None:
             self._context.pop()
             self._context.detach()

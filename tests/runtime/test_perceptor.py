@@ -169,6 +169,8 @@ def test_timings_and_input_validation(translation_model: Path) -> None:
         perceptor.process(np.zeros((48, 80, 4), np.uint8), 1)
     with pytest.raises(InputError, match="dtype uint16"):
         perceptor.process(np.zeros((48, 80, 3), np.uint16), 1)
+    with pytest.raises(InputError, match="stamp_ns must be an int.*1.5"):
+        perceptor.process(np.zeros((48, 80, 3), np.uint8), 1.5)
     with pytest.raises(ValueError, match="resize_mode"):
         Perceptor(perceptor.backend, resize_mode="crop")
     with pytest.raises(ValueError, match="differs from the fixed model size"):
