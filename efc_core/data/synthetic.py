@@ -13,7 +13,10 @@ Ground truth follows from the affines for ANY pair of frames (i, j), not only ne
 * occlusion: p has no correspondence in j when q leaves ``[0, W-1] x [0, H-1]`` or the layer map
   of frame j at the pixel nearest to q is not L (another layer hides the point). "Nearest" is
   ``np.rint``, the rounding of ``cv2.remap`` with INTER_NEAREST, so the ground truth is the
-  rasterised one: a visible point always lands on a pixel of its own layer;
+  rasterised one: a visible point always lands on a pixel of its own layer. The price is a
+  band at most one pixel wide on the outline of moving objects whose nearest pixel in frame j
+  falls just outside their own raster: measured 8 % of the in-image occluded pixels with the
+  default config (a geometric test would call them visible);
 * labels: the class of the front-most layer.
 
 Frames are rendered by inverse-warping smooth, band-limited textures (cv2.warpAffine, bilinear;
@@ -120,6 +123,8 @@ class SyntheticPair:
     occ_fw: np.ndarray   # (H, W) bool, pixels of frame 1 with no correspondence in frame 2
     occ_bw: np.ndarray   # (H, W) bool, pixels of frame 2 with no correspondence in frame 1
 
+
+#: Sample points this close outside the image still count as inside (float rounding of affines).
 _OUTSIDE_TOLERANCE_PX = 1e-3
 
 
@@ -204,7 +209,6 @@ class SyntheticSequence:
         xs, ys = _pixel_axes(height, width)
         target_x = xs + flow[..., 0]
         target_y = ys + flow[..., 1]
-        # Tolerance: float rounding of the affines must not push border pixels "outside".
         tol = _OUTSIDE_TOLERANCE_PX
         outside = (target_x < -tol) | (target_x > width - 1 + tol) | (target_y < -tol) | (target_y > height - 1 + tol)
         # cv2.remap INTER_NEAREST rounds like np.rint; samples outside read 255 (never a layer).
@@ -224,7 +228,8 @@ class SyntheticSequence:
         )
 
 
-def _layer_box(affine: np.ndarray, texture_shape: tuple[int, ...], height: int, width: int):
+def _layer_box(affine: np.ndarray, texture_shape: tuple[int, ...], height: int,
+               width: int) -> tuple[int, int, int, int] | None:
     """Image-space box ``(x0, y0, x1, y1)`` covering a layer's texture, or None if off-screen."""
     tex_h, tex_w = texture_shape[:2]
     corners = np.array([[0, 0, 1], [tex_w - 1, 0, 1], [0, tex_h - 1, 1], [tex_w - 1, tex_h - 1, 1]], float)

@@ -45,8 +45,10 @@ def test_wheel_has_55_colours_starting_red_and_passing_the_primaries():
 
 
 def test_directions_map_to_known_wheel_colours_and_zero_is_white():
-    flow = np.array([[[1, 0], [-1, 0], [0, 0], [0.5, 0]]], np.float32)
+    flow = np.array([[[1, 0], [-1, 0], [0, 0], [0.5, 0], [0, 1], [0, -1]]], np.float32)
     color = flow_to_color(flow, max_magnitude=1.0).astype(int)
+    assert np.abs(color[0, 4] - [255, 229, 0]).max() <= 8         # +y (down): between wheel[13], [14]
+    assert np.abs(color[0, 5] - [88, 0, 255]).max() <= 8          # -y (up): between wheel[40], [41]
     assert np.abs(color[0, 0] - [255, 0, 0]).max() <= 3           # +x: red
     assert np.abs(color[0, 1] - [0, 209, 255]).max() <= 8         # -x: wheel[27], cyan-blue
     np.testing.assert_array_equal(color[0, 2], [255, 255, 255])    # zero flow: white
