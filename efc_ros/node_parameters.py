@@ -80,7 +80,7 @@ PARAMETER_SPECS: tuple[ParameterSpec, ...] = (
     ParameterSpec("occlusion_threshold", 0.5, "Occlusion probability above which a pixel is published as occluded (255) in the occlusion mask.", float_range=(0.0, 1.0)),
     ParameterSpec("flow_color_max", 0.0, "Flow magnitude in pixels shown at full colour saturation in flow/color (0 = each frame's own maximum).", float_range=(0.0, 10000.0)),
     ParameterSpec("overlay_alpha", 0.5, "Opacity of the segmentation colours in the overlay image.", float_range=(0.0, 1.0)),
-    ParameterSpec("publish_occlusion_probability", False, "Also publish occlusion/probability (32FC1).", read_only=True),
+    ParameterSpec("publish_occlusion_probability", False, "Also publish occlusion/probability (32FC1)."),
     ParameterSpec("use_compressed", False, "Subscribe to image/compressed (sensor_msgs/CompressedImage, jpeg or png) instead of image.", read_only=True),
     ParameterSpec("qos_reliability", "best_effort", "Reliability of the image subscription: best_effort (sensor data, default) or reliable.", read_only=True, choices=QOS_RELIABILITIES),
     ParameterSpec("qos_depth", 5, "History depth (keep last) of the image subscription and of the output publishers.", read_only=True, int_range=(1, 1000)),

@@ -94,7 +94,7 @@ def load_backend(settings: PerceptionParameters) -> Any:
 class OutputPublishers:
     """The node's output topics; colour images are computed only while someone subscribes."""
 
-    def __init__(self, node: Node, manifest: Any, *, depth: int, publish_occlusion_probability: bool) -> None:
+    def __init__(self, node: Node, manifest: Any, *, depth: int) -> None:
         """Create the publishers on ``node`` (reliable, keep last ``depth``: matches best-effort and reliable subscribers)."""
         qos = QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
         self.palette = np.asarray(manifest.palette, dtype=np.uint8)  # (K, 3) RGB per class id
@@ -105,9 +105,8 @@ class OutputPublishers:
         self.flow_color = node.create_publisher(Image, "flow/color", qos)
         self.flow_prev_stamp = node.create_publisher(TimeReference, "flow/prev_stamp", qos)
         self.occlusion = node.create_publisher(Image, "occlusion", qos)
-        self.occlusion_probability = (
-            node.create_publisher(Image, "occlusion/probability", qos) if publish_occlusion_probability else None
-        )
+        # Always advertised so that configs can name it; published while the parameter is true.
+        self.occlusion_probability = node.create_publisher(Image, "occlusion/probability", qos)
 
     def publish(self, result: PerceptionResult, rgb: np.ndarray, header: Header, settings: PerceptionParameters) -> None:
         """Publish one frame's outputs, all with ``header`` (the input image's stamp and frame_id).
@@ -136,7 +135,7 @@ class OutputPublishers:
             self.flow_color.publish(array_to_image_msg(viz.flow_to_color(result.flow, max_magnitude), "rgb8", header))
         mask = np.where(result.occlusion > settings.occlusion_threshold, np.uint8(255), np.uint8(0))
         self.occlusion.publish(array_to_image_msg(mask, "mono8", header))
-        if self.occlusion_probability is not None:
+        if settings.publish_occlusion_probability:
             self.occlusion_probability.publish(array_to_image_msg(result.occlusion.astype(np.float32), "32FC1", header))
 
 
@@ -169,8 +168,7 @@ class PerceptionNode(Node):
         self.statistics = NodeStatistics()
         self._error_loggers: dict[tuple[str, float], Any] = {}
         reliability = self.settings.qos_reliability
-        self._outputs = OutputPublishers(self, self.backend.manifest, depth=self.settings.qos_depth,
-                                         publish_occlusion_probability=self.settings.publish_occlusion_probability)
+        self._outputs = OutputPublishers(self, self.backend.manifest, depth=self.settings.qos_depth)
         self._worker: LatestFrameWorker[_ReceivedFrame] = LatestFrameWorker(
             self._process_frame, self._on_frame_error, on_drop=lambda _: self.statistics.record_dropped()
         )

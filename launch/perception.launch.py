@@ -1,0 +1,81 @@
+"""Launch the efc_ros perception node for one camera, optionally with rviz2.
+
+    ros2 launch efc_ros perception.launch.py image_topic:=/camera/image_raw namespace:=front
+    ros2 launch efc_ros perception.launch.py backend:=tensorrt model_path:=/models/efc.engine rviz:=true
+
+Outputs appear under the namespace (``/front/segmentation``, ``/front/flow``, ...), so one launch
+per camera never clashes. Parameters come from ``params_file`` (default: the package's
+``config/perception.yaml``); ``backend``, ``model_path`` and ``use_sim_time`` override it.
+"""
+
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument
+from launch.conditions import IfCondition
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch_ros.actions import Node
+from launch_ros.parameter_descriptions import ParameterValue
+from launch_ros.substitutions import FindPackageShare
+
+PACKAGE = "efc_ros"
+
+
+def generate_launch_description() -> LaunchDescription:
+    """Arguments: image_topic, namespace, params_file, backend, model_path, use_sim_time, rviz, log_level."""
+    share = FindPackageShare(PACKAGE)
+    image_topic = LaunchConfiguration("image_topic")
+    namespace = LaunchConfiguration("namespace")
+    use_sim_time = ParameterValue(LaunchConfiguration("use_sim_time"), value_type=bool)
+
+    arguments = [
+        DeclareLaunchArgument("image_topic", default_value="/camera/image_raw",
+                              description="Camera topic (sensor_msgs/Image); <image_topic>/compressed with use_compressed."),
+        DeclareLaunchArgument("namespace", default_value="efc",
+                              description="Namespace of the node and of all its outputs (one per camera)."),
+        DeclareLaunchArgument("params_file", default_value=PathJoinSubstitution([share, "config", "perception.yaml"]),
+                              description="YAML file with the node's parameters (/**: ros__parameters:)."),
+        DeclareLaunchArgument("backend", default_value="onnxruntime", choices=["onnxruntime", "tensorrt", "torch"],
+                              description="Inference backend."),
+        DeclareLaunchArgument("model_path", default_value="",
+                              description="Model (.onnx, .engine or checkpoint); empty = the shipped demo model."),
+        DeclareLaunchArgument("use_sim_time", default_value="false", choices=["true", "false"],
+                              description="Use /clock (rosbag play --clock)."),
+        DeclareLaunchArgument("rviz", default_value="false", choices=["true", "false"],
+                              description="Also start rviz2 with rviz/perception.rviz."),
+        DeclareLaunchArgument("log_level", default_value="info", description="Logging level of the node."),
+    ]
+
+    perception = Node(
+        package=PACKAGE,
+        executable="perception_node",
+        name="efc_perception",
+        namespace=namespace,
+        output="screen",
+        emulate_tty=True,
+        parameters=[
+            LaunchConfiguration("params_file"),
+            {
+                "backend": LaunchConfiguration("backend"),
+                # value_type=str keeps an empty path a string instead of YAML null.
+                "model_path": ParameterValue(LaunchConfiguration("model_path"), value_type=str),
+                "use_sim_time": use_sim_time,
+            },
+        ],
+        remappings=[("image", image_topic), ("image/compressed", [image_topic, "/compressed"])],
+        arguments=["--ros-args", "--log-level", LaunchConfiguration("log_level")],
+    )
+
+    # rviz2 runs in the same namespace so the relative topics of perception.rviz resolve to this
+    # node's outputs; its "image" display is remapped to the camera like the node's input.
+    rviz = Node(
+        package="rviz2",
+        executable="rviz2",
+        name="efc_rviz",
+        namespace=namespace,
+        arguments=["-d", PathJoinSubstitution([share, "rviz", "perception.rviz"])],
+        parameters=[{"use_sim_time": use_sim_time}],
+        remappings=[("image", image_topic)],
+        condition=IfCondition(LaunchConfiguration("rviz")),
+        output="screen",
+    )
+
+    return LaunchDescription(arguments + [perception, rviz])
