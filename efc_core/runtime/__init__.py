@@ -8,6 +8,7 @@ ROS node and the ONNX Runtime path run on a robot without PyTorch.
 from __future__ import annotations
 
 import importlib
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,8 @@ def create_backend(kind: str, model_path: str | Path, **options: Any) -> Backend
         **options: passed to the backend class (e.g. ``intra_op_threads`` for ONNX Runtime).
 
     Raises:
-        ValueError: unknown ``kind`` (the message lists the choices).
+        ValueError: unknown ``kind`` or an option ``kind`` does not have (the message lists the
+            choices).
         ModelError: ``model_path`` does not exist, or the model / manifest is unusable.
         BackendError: the backend's library is missing or cannot run the model.
     """
@@ -45,4 +47,9 @@ def create_backend(kind: str, model_path: str | Path, **options: Any) -> Backend
         raise ModelError(f"model file {path} does not exist (backend {kind!r})")
     module_name, class_name = BACKENDS[kind].split(":")
     backend_class = getattr(importlib.import_module(module_name), class_name)
+    accepted = [name for name, parameter in inspect.signature(backend_class).parameters.items()
+                if parameter.kind is inspect.Parameter.KEYWORD_ONLY]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ValueError(f"backend {kind!r} has no option(s) {unknown}; its options: {', '.join(accepted)}")
     return backend_class(path, **options)

@@ -45,6 +45,8 @@ class OnnxRuntimeBackend:
         model_path: an ``.onnx`` graph listed in its manifest, or the manifest ``.json``.
         manifest: use this manifest instead of reading the sidecar.
         intra_op_threads: ONNX Runtime intra-op threads (0 = library default: all cores).
+        threads: same as ``intra_op_threads`` (the torch backend's name, so that one option
+            configures any CPU backend); give one or the other.
         providers: execution providers in priority order; default CUDA (if available), CPU.
         graphs: which of the manifest's graphs to open (default all of them).
     """
@@ -57,10 +59,15 @@ class OnnxRuntimeBackend:
         *,
         manifest: Manifest | None = None,
         intra_op_threads: int = 0,
+        threads: int | None = None,
         providers: Sequence[str] | None = None,
         graphs: Sequence[str] | None = None,
     ) -> None:
         ort = _import_onnxruntime()
+        if threads is not None:
+            if intra_op_threads not in (0, threads):
+                raise ValueError(f"threads={threads} contradicts intra_op_threads={intra_op_threads}")
+            intra_op_threads = threads
         if not isinstance(intra_op_threads, int) or intra_op_threads < 0:
             raise ValueError(f"intra_op_threads must be an int >= 0, got {intra_op_threads!r}")
         model_path = Path(model_path)

@@ -61,7 +61,9 @@ def engine_kind(engine_path: Path) -> str:
 
 def check_engine_key(engine_path: Path, manifest: Manifest, gpu_name: str, capability: str,
                      trt_version: str, precision: str | None = None) -> dict[str, Any]:
-    """Compare the engine's sidecar with this machine; ``ModelError`` listing every mismatch.
+    """Compare the engine's sidecar with this machine; ``BackendError`` listing every mismatch
+    (the engine cannot run here; the file itself is fine), ``ModelError`` when the sidecar is
+    missing or unreadable.
 
     The ONNX hash is checked when the ONNX graph the engine came from is present (a stale engine
     after re-export); an engine shipped without its ONNX is accepted on the other fields.
@@ -76,7 +78,7 @@ def check_engine_key(engine_path: Path, manifest: Manifest, gpu_name: str, capab
     expected = EngineKey(gpu_name, capability, trt_version, precision or sidecar["precision"], onnx_sha)
     problems = key_mismatches(sidecar, expected)
     if problems:
-        raise ModelError(f"engine {engine_path} does not fit this machine: {'; '.join(problems)}; "
+        raise BackendError(f"engine {engine_path} does not fit this machine: {'; '.join(problems)}; "
                          "rebuild it here with the engine build CLI (`efc build-engine --force`)")
     return sidecar
 

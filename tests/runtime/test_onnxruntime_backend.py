@@ -43,6 +43,10 @@ def test_session_is_configured_as_documented(tmp_path: Path) -> None:
     assert options.intra_op_num_threads == 1
     assert options.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     assert backend.providers[-1] == "CPUExecutionProvider"
+    alias = create_backend("onnxruntime", tmp_path / "tiny.onnx", threads=2)
+    assert alias._sessions["single"].get_session_options().intra_op_num_threads == 2
+    with pytest.raises(ValueError, match=r"no option\(s\) \['num_threads'\].*intra_op_threads"):
+        create_backend("onnxruntime", tmp_path / "tiny.onnx", num_threads=2)
     with pytest.raises(BackendError, match="NoSuchExecutionProvider"):
         create_backend("onnxruntime", tmp_path / "tiny.onnx", providers=["NoSuchExecutionProvider"])
 

@@ -57,14 +57,14 @@ def test_matching_key_is_accepted(tmp_path: Path) -> None:
 )
 def test_key_mismatch_names_the_field_and_the_fix(tmp_path: Path, gpu, capability, version, precision, field) -> None:
     engine = _fake_engine(tmp_path)
-    with pytest.raises(ModelError) as error:
+    with pytest.raises(BackendError) as error:
         check_engine_key(engine, load_manifest(engine), gpu, capability, version, precision)
     assert field in str(error.value) and "rebuild" in str(error.value) and ENGINE_NAME in str(error.value)
 
 
 def test_stale_engine_after_re_export_is_refused(tmp_path: Path) -> None:
     engine = _fake_engine(tmp_path, onnx_sha="0" * 64)
-    with pytest.raises(ModelError, match="onnx_sha256"):
+    with pytest.raises(BackendError, match="onnx_sha256"):
         check_engine_key(engine, load_manifest(engine), "NVIDIA Orin", "8.7", "10.3.0")
     (tmp_path / "tiny.onnx").unlink()  # engine shipped without its ONNX: the other fields decide
     check_engine_key(engine, load_manifest(engine), "NVIDIA Orin", "8.7", "10.3.0")
