@@ -1,0 +1,159 @@
+"""Occlusion targets against analytic occlusion, and the occlusion loss with its penalty."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from efc_core.losses.occlusion import (
+    forward_backward_occlusion,
+    occlusion_loss,
+    occlusion_target,
+    range_map,
+    range_map_occlusion,
+)
+from efc_core.model.warp import inside_mask
+
+torch.set_num_threads(1)
+HEIGHT, WIDTH = 24, 32
+# A 8x8 square at rows 8..15, columns 10..17 of frame 1 moves by (+4, 0) over a static background.
+TOP, LEFT, SIZE, SHIFT = 8, 10, 8, 4
+
+
+def constant_flow(dx: float, dy: float) -> torch.Tensor:
+    return torch.tensor([dx, dy]).view(1, 2, 1, 1).expand(1, 2, HEIGHT, WIDTH).clone()
+
+
+def square_flows() -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact flows of the moving square: F12 on frame 1's grid, F21 on frame 2's grid."""
+    flow12 = torch.zeros(1, 2, HEIGHT, WIDTH)
+    flow12[:, 0, TOP : TOP + SIZE, LEFT : LEFT + SIZE] = SHIFT
+    flow21 = torch.zeros(1, 2, HEIGHT, WIDTH)
+    flow21[:, 0, TOP : TOP + SIZE, LEFT + SHIFT : LEFT + SIZE + SHIFT] = -SHIFT
+    return flow12, flow21
+
+
+def test_range_map_equals_the_analytic_occlusion_of_a_moving_square() -> None:
+    flow12, flow21 = square_flows()
+    # Frame 1: the background strip just right of the square is covered in frame 2.
+    expected1 = torch.zeros(1, 1, HEIGHT, WIDTH)
+    expected1[..., TOP : TOP + SIZE, LEFT + SIZE : LEFT + SIZE + SHIFT] = 1.0
+    # Frame 2: the background strip the square uncovered (its old left part) was hidden in frame 1.
+    expected2 = torch.zeros(1, 1, HEIGHT, WIDTH)
+    expected2[..., TOP : TOP + SIZE, LEFT : LEFT + SHIFT] = 1.0
+    assert torch.equal(range_map_occlusion(flow21), expected1)
+    assert torch.equal(range_map_occlusion(flow12), expected2)
+    assert torch.equal(occlusion_target(flow12, flow21, "range_map"), expected1)
+
+
+def test_range_map_counts_the_pixels_landing_twice() -> None:
+    _, flow21 = square_flows()
+    mass = range_map(flow21)
+    # Frame 1's old square columns receive the square and the uncovered background of frame 2.
+    assert torch.all(mass[..., TOP : TOP + SIZE, LEFT : LEFT + SHIFT] == 2.0)
+    assert mass.sum().item() == HEIGHT * WIDTH  # nothing leaves the image: mass is conserved
+
+
+def test_range_map_conserves_mass_for_subpixel_flows_inside_the_image() -> None:
+    generator = torch.Generator().manual_seed(0)
+    flow21 = (torch.rand(1, 2, HEIGHT, WIDTH, generator=generator) - 0.5) * 3.0
+    flow21[..., :2, :] = 0.0  # keep the border rows / columns from leaving the image
+    flow21[..., -2:, :] = 0.0
+    flow21[..., :, :2] = 0.0
+    flow21[..., :, -2:] = 0.0
+    assert range_map(flow21).sum().item() == pytest.approx(HEIGHT * WIDTH, rel=1e-5)
+
+
+def test_range_map_marks_pixels_leaving_the_image() -> None:
+    flow12 = constant_flow(3.0, 0.0)
+    occluded = range_map_occlusion(-flow12)
+    expected = torch.zeros(1, 1, HEIGHT, WIDTH)
+    expected[..., WIDTH - 3 :] = 1.0
+    assert torch.equal(occluded, expected)
+
+
+def test_fb_check_with_perfect_flows_marks_only_pixels_leaving_the_image() -> None:
+    flow12 = constant_flow(3.0, -2.0)
+    occluded = forward_backward_occlusion(flow12, -flow12)
+    assert torch.equal(occluded, 1.0 - inside_mask(flow12))
+    assert occluded[..., 2:, : WIDTH - 3].sum().item() == 0.0  # every pixel landing inside is visible
+
+
+def test_fb_check_tolerates_small_and_flags_large_inconsistency() -> None:
+    flow12 = constant_flow(3.0, -2.0)
+    # |F12 + W(F21)|² = 0.3² + 0.3² = 0.18 < 0.01 (13 + 13.4) + 0.5: consistent.
+    assert forward_backward_occlusion(flow12, -flow12 + 0.3)[..., 2:, : WIDTH - 3].sum().item() == 0.0
+    # A backward flow of 0 disagrees by |F12|² = 13 > 0.01 · 13 + 0.5 everywhere.
+    assert torch.all(forward_backward_occlusion(flow12, torch.zeros_like(flow12)) == 1.0)
+
+
+def test_fb_check_finds_the_square_occlusion() -> None:
+    flow12, flow21 = square_flows()
+    expected1 = torch.zeros(1, 1, HEIGHT, WIDTH)
+    expected1[..., TOP : TOP + SIZE, LEFT + SIZE : LEFT + SIZE + SHIFT] = 1.0
+    assert torch.equal(occlusion_target(flow12, flow21, "fb_check"), expected1)
+
+
+def test_target_without_the_other_direction_is_the_outside_mask() -> None:
+    flow12 = constant_flow(-2.0, 1.0)
+    assert torch.equal(occlusion_target(flow12, None), 1.0 - inside_mask(flow12))
+
+
+def test_occlusion_loss_value_and_saturation() -> None:
+    probability = torch.full((1, 1, 2, 2), 0.25)
+    target = torch.tensor([1.0, 0.0, 0.0, 0.0]).view(1, 1, 2, 2)
+    expected = (-math.log(0.25) - 3 * math.log(0.75)) / 4 + 0.5 * 0.25
+    assert occlusion_loss(probability, target, penalty=0.5).item() == pytest.approx(expected, rel=1e-5)
+    saturated_wrong = occlusion_loss(1.0 - target, target, penalty=0.0)
+    assert torch.isfinite(saturated_wrong)
+
+
+def fit_occlusion(target: torch.Tensor, penalty: float, per_pixel: bool, steps: int = 300) -> float:
+    """Optimise occlusion logits on ``L_occ`` alone; return the final mean probability."""
+    shape = target.shape if per_pixel else (1, 1, 1, 1)
+    logits = torch.zeros(shape, requires_grad=True)
+    optimizer = torch.optim.Adam([logits], lr=0.1)
+    for _ in range(steps):
+        optimizer.zero_grad()
+        occlusion_loss(torch.sigmoid(logits).expand_as(target), target, penalty).backward()
+        optimizer.step()
+    return torch.sigmoid(logits).mean().item()
+
+
+def twenty_percent_target() -> torch.Tensor:
+    generator = torch.Generator().manual_seed(0)
+    return (torch.rand(1, 1, 16, 16, generator=generator) < 0.2).float()
+
+
+def test_penalty_keeps_per_pixel_occlusion_far_from_all_occluded() -> None:
+    target = twenty_percent_target()
+    fraction = target.mean().item()
+    with_penalty = fit_occlusion(target, penalty=0.5, per_pixel=True)
+    without_penalty = fit_occlusion(target, penalty=0.0, per_pixel=True)
+    assert abs(with_penalty - fraction) < 0.1 and with_penalty < 0.4
+    assert with_penalty < without_penalty
+
+
+def test_penalty_lowers_the_optimal_constant_occlusion_to_the_analytic_value() -> None:
+    # A constant prediction o (a head that cannot yet localise): BCE is minimised at o = p, the
+    # occluded fraction; with the penalty λ, d/do = -p/o + (1 - p)/(1 - o) + λ = 0, i.e.
+    # λ o² - (1 + λ) o + p = 0.
+    target = twenty_percent_target()
+    fraction = target.mean().item()
+    penalty = 0.5
+    optimum = ((1 + penalty) - math.sqrt((1 + penalty) ** 2 - 4 * penalty * fraction)) / (2 * penalty)
+    assert fit_occlusion(target, 0.0, per_pixel=False) == pytest.approx(fraction, abs=0.01)
+    assert fit_occlusion(target, penalty, per_pixel=False) == pytest.approx(optimum, abs=0.01)
+    assert optimum < fraction - 0.03
+
+
+def test_invalid_options_are_rejected() -> None:
+    flow = constant_flow(1.0, 0.0)
+    with pytest.raises(ValueError, match="census"):
+        occlusion_target(flow, -flow, method="census")
+    with pytest.raises(ValueError, match="-0.1"):
+        occlusion_loss(torch.zeros(1, 1, 2, 2), torch.zeros(1, 1, 2, 2), penalty=-0.1)
+    with pytest.raises(ValueError, match="0"):
+        range_map_occlusion(flow, threshold=0.0)
