@@ -18,7 +18,7 @@ import re
 from collections import deque
 from typing import Iterable, Sequence
 
-from efc_core.contract import OUTPUT_FLOW
+from efc_core.contract import OUTPUT_FLOW, OUTPUT_OCCLUSION, OUTPUT_SEG_LOGITS
 
 #: Learned (expensive) ops: the FP32 cone stops before them; their outputs may be FP16.
 _BOUNDARY_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul", "BatchNormalization"})
@@ -26,8 +26,11 @@ _BOUNDARY_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul", "BatchNorm
 #: Name patterns of the flow arithmetic, for layers that the ONNX analysis cannot name (layers
 #: TensorRT adds while parsing, graphs exported without node names).
 DEFAULT_FP32_PATTERNS: tuple[str, ...] = (r"grid_?sample", r"(^|[/_.])warp", r"pixel_grid", r"(^|[/_.])grid")
-#: Name patterns of the flow / occlusion branch kept out of INT8 (module names of efc_core.model).
-DEFAULT_FLOW_BRANCH_PATTERNS: tuple[str, ...] = (r"flow", r"occlusion", r"cost_volume", r"correlation")
+#: Name patterns of the flow / occlusion branch kept out of INT8, for layers ``flow_branch_nodes``
+#: cannot name (module scopes of efc_core.model's flow decoder).
+DEFAULT_FLOW_BRANCH_PATTERNS: tuple[str, ...] = (
+    r"flow", r"occlusion", r"^/(estimators|projections|extra_stages)\.", r"^/context/",
+)
 
 #: Layer types that compute no values of their own. Data movement (concat, slice, shuffle) is
 #: still pinned when it carries grid coordinates: an FP16 concat would round them just the same.
@@ -79,6 +82,31 @@ def flow_fp32_nodes(model: "onnx.ModelProto", flow_output: str = OUTPUT_FLOW) ->
     return chosen
 
 
+def _ancestors(model: "onnx.ModelProto", outputs: Iterable[str]) -> set[str]:  # noqa: F821
+    """Names of every node that contributes to any of ``outputs``."""
+    producer = {output: node for node in model.graph.node for output in node.output}
+    queue, seen, names = deque(outputs), set(), set()
+    while queue:
+        tensor = queue.popleft()
+        if tensor in seen or tensor not in producer:
+            continue
+        seen.add(tensor)
+        node = producer[tensor]
+        names.add(node.name)
+        queue.extend(name for name in node.input if name)
+    names.discard("")
+    return names
+
+
+def flow_branch_nodes(model: "onnx.ModelProto") -> set[str]:  # noqa: F821
+    """Nodes that feed only the flow / occlusion outputs, not the segmentation (the INT8 engine
+    keeps them in FP16). The shared encoder feeds both and is left to INT8; an encoder-only graph
+    has no flow branch."""
+    outputs = {output.name for output in model.graph.output}
+    flow_side = _ancestors(model, outputs & {OUTPUT_FLOW, OUTPUT_OCCLUSION})
+    return flow_side - _ancestors(model, outputs & {OUTPUT_SEG_LOGITS})
+
+
 def _onnx_node_of_layer(layer_name: str, node_names: frozenset[str]) -> str | None:
     """The ONNX node a TensorRT layer came from: exact name, or the ``[ONNX Layer: name]`` tag
     that recent parsers append to layers they create for one node."""
@@ -97,6 +125,7 @@ def layer_precision(
     *,
     precision: str,
     fp32_nodes: Iterable[str] = (),
+    fp16_nodes: Iterable[str] = (),
     fp32_patterns: Sequence[str] = DEFAULT_FP32_PATTERNS,
     flow_branch_patterns: Sequence[str] = DEFAULT_FLOW_BRANCH_PATTERNS,
 ) -> str | None:
@@ -110,6 +139,7 @@ def layer_precision(
             indices, masks) cannot take a float precision and are left alone.
         precision: engine precision, ``"fp32"``, ``"fp16"`` or ``"int8"``.
         fp32_nodes: ONNX node names from ``flow_fp32_nodes``.
+        fp16_nodes: ONNX node names from ``flow_branch_nodes`` (used in INT8 engines).
     Returns:
         ``"fp32"`` for the grid / warp / flow arithmetic, ``"fp16"`` for the rest of the flow
         branch in an INT8 engine, None otherwise.
@@ -129,6 +159,9 @@ def layer_precision(
         re.search(pattern, lowered) for pattern in fp32_patterns
     ):
         return "fp32"
-    if precision == "int8" and any(re.search(pattern, lowered) for pattern in flow_branch_patterns):
+    if precision == "int8" and (
+        _onnx_node_of_layer(layer_name, frozenset(fp16_nodes)) is not None
+        or any(re.search(pattern, lowered) for pattern in flow_branch_patterns)
+    ):
         return "fp16"
     return None

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from efc_core.errors import BackendError, ModelError
-from efc_core.export.precision_plan import flow_fp32_nodes, layer_precision
+from efc_core.export.precision_plan import flow_branch_nodes, flow_fp32_nodes, layer_precision
 from efc_core.export.tensorrt_plan import (
     EngineKey,
     TensorRTFeatures,
@@ -85,9 +85,11 @@ def _parse_onnx(trt, builder, onnx_path: Path, features: TensorRTFeatures, logge
     return network, parser
 
 
-def _pin_precisions(trt, network, precision: str, fp32_nodes: set[str]) -> dict[str, int]:
+def _pin_precisions(trt, network, precision: str, graph) -> dict[str, int]:
     """Apply ``layer_precision`` to every layer; returns counts per forced precision."""
     dtypes = {"fp32": trt.float32, "fp16": trt.float16}
+    fp32_nodes = frozenset(flow_fp32_nodes(graph))
+    fp16_nodes = frozenset(flow_branch_nodes(graph)) if precision == "int8" else frozenset()
     counts = {"fp32": 0, "fp16": 0}
     for index in range(network.num_layers):
         layer = network.get_layer(index)
@@ -96,7 +98,7 @@ def _pin_precisions(trt, network, precision: str, fp32_nodes: set[str]) -> dict[
             continue  # shape arithmetic runs on the host in int32/int64
         decision = layer_precision(
             layer.type.name, layer.name, [output.dtype.name for output in outputs],
-            precision=precision, fp32_nodes=fp32_nodes,
+            precision=precision, fp32_nodes=fp32_nodes, fp16_nodes=fp16_nodes,
         )
         if decision is None:
             continue
@@ -199,7 +201,7 @@ def build_engine(
         config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
         import onnx  # graph analysis only: which nodes compute grids and flow
 
-        pinned = _pin_precisions(trt, network, precision, flow_fp32_nodes(onnx.load(str(onnx_path), load_external_data=False)))
+        pinned = _pin_precisions(trt, network, precision, onnx.load(str(onnx_path), load_external_data=False))
         LOG.info("pinned %d layers to FP32 and %d to FP16", pinned["fp32"], pinned["fp16"])
     profile = _add_profile(trt, builder, config, network, shapes, int(manifest.get("pad_multiple", 64)))
     if precision == "int8":

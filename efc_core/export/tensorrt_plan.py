@@ -207,17 +207,6 @@ def _stride_of(input_name: str) -> int:
     return 1
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """``"480x640"`` (H x W) -> ``(480, 640)``; ``ValueError`` naming anything else."""
-    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
-    if match is None:
-        raise ValueError(f"size must be HEIGHTxWIDTH (e.g. 480x640), got {text!r}")
-    height, width = int(match.group(1)), int(match.group(2))
-    if height <= 0 or width <= 0:
-        raise ValueError(f"size must be positive, got {text!r}")
-    return height, width
-
-
 def profile_shapes(
     input_shapes: Mapping[str, Sequence[int | str | None]],
     min_hw: tuple[int, int],

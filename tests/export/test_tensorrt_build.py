@@ -22,7 +22,6 @@ from efc_core.export.tensorrt_plan import (
     TensorRTFeatures,
     engine_filename,
     key_mismatches,
-    parse_size,
     parse_version,
     profile_shapes,
     read_sidecar,
@@ -100,9 +99,6 @@ def test_profile_shapes_scale_feature_inputs_by_stride():
         profile_shapes(inputs, (512, 640), (256, 320), (768, 1280))
     with pytest.raises(ValueError, match="static channel"):
         profile_shapes({"prev": [1, None, None, None]}, (64, 64), (64, 64), (64, 64))
-    assert parse_size("480x640") == (480, 640)
-    with pytest.raises(ValueError, match="HEIGHTxWIDTH"):
-        parse_size("640-480")
 
 
 def _warp_graph() -> onnx.ModelProto:
