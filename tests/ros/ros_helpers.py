@@ -98,14 +98,15 @@ def node_arguments(parameters: dict[str, Any], *, namespace: str | None = None, 
 class NodeProcess:
     """The perception node in its own process (``python -m efc_ros.perception_node``)."""
 
-    def __init__(self, log_path: Path, parameters: dict[str, Any], **arguments: Any) -> None:
-        """Start it; stdout and stderr go to ``log_path``."""
+    def __init__(self, log_path: Path, parameters: dict[str, Any], *, module: str = "efc_ros.perception_node",
+                 program_args: tuple[str, ...] = (), **arguments: Any) -> None:
+        """Start ``python -m module *program_args --ros-args ...``; stdout and stderr go to ``log_path``."""
         require_loopback_environment()
         self.log_path = log_path
         env = dict(os.environ, PYTHONUNBUFFERED="1", RCUTILS_LOGGING_BUFFERED_STREAM="0",
                    RCUTILS_COLORIZED_OUTPUT="0", OMP_NUM_THREADS="1")
         self._log_file = open(log_path, "w")
-        command = [sys.executable, "-m", "efc_ros.perception_node", *node_arguments(parameters, **arguments)]
+        command = [sys.executable, "-m", module, *program_args, *node_arguments(parameters, **arguments)]
         self.process = subprocess.Popen(command, stdout=self._log_file, stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT)
 
     def log(self) -> str:
