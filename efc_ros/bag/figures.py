@@ -9,8 +9,8 @@ import numpy as np
 from efc_core.viz import colorize_labels, flow_to_color, occlusion_to_color
 
 
-def _palette(num_colors: int = 256) -> np.ndarray:
-    """Synthetic-class colours first, then deterministic distinct colours: (256, 3) uint8."""
+def _palette(num_colors: int = 255) -> np.ndarray:
+    """Synthetic-class colours first, then deterministic distinct colours: (255, 3) uint8 (255 = ignore)."""
     from efc_core.data.synthetic import SYNTHETIC_PALETTE
 
     rng = np.random.default_rng(12345)
