@@ -36,26 +36,15 @@ from efc_core.contract import (
     decoder_input_name,
 )
 from efc_core.errors import ModelError
-from efc_core.export.tensorrt_plan import file_sha256
+from efc_core.export.tensorrt_plan import SUPPORTED_OPSETS, check_opset, file_sha256  # noqa: F401 (re-export)
 from efc_core.manifest import Manifest, save_manifest
 from efc_core.model.checkpoint import load_model
 from efc_core.model.wrappers import EncoderWrapper, InferenceWrapper, PairDecoderWrapper
 
 LOG = logging.getLogger(__name__)
-SUPPORTED_OPSETS: tuple[int, ...] = (16, 17)
 DEFAULT_SIZE: tuple[int, int] = (256, 320)
 #: Size traced for dynamic exports when none is given: small, and H != W so axis mix-ups show.
 DYNAMIC_TRACE_SIZE: tuple[int, int] = (128, 192)
-
-
-def check_opset(opset: int) -> int:
-    """Return ``opset`` if it is 16 or 17, else ``ValueError`` with the reason."""
-    if opset not in SUPPORTED_OPSETS:
-        reason = (" (from opset 20 GridSample is written with mode='linear', which the TensorRT ONNX parser "
-                  "silently treats as nearest, TensorRT issue #4646)" if opset >= 20 else
-                  " (GridSample needs opset >= 16)" if opset < 16 else "")
-        raise ValueError(f"opset {opset} is not supported; use 16 or 17{reason}")
-    return opset
 
 
 def training_size(train_config: dict[str, Any]) -> tuple[int, int] | None:

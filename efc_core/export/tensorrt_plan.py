@@ -32,6 +32,21 @@ KEY_FIELDS: tuple[str, ...] = ("gpu_name", "compute_capability", "tensorrt_versi
 MIN_TENSORRT: tuple[int, int] = (8, 5)
 
 
+#: ONNX opsets the exporter writes. From opset 20 PyTorch writes GridSample mode="linear", which
+#: the TensorRT ONNX parser silently treats as nearest (TensorRT issue #4646, DEPLOY.md).
+SUPPORTED_OPSETS: tuple[int, ...] = (16, 17)
+
+
+def check_opset(opset: int) -> int:
+    """Return ``opset`` if it is 16 or 17, else ``ValueError`` with the reason."""
+    if opset not in SUPPORTED_OPSETS:
+        reason = (" (from opset 20 GridSample is written with mode='linear', which the TensorRT ONNX parser "
+                  "silently treats as nearest, TensorRT issue #4646)" if opset >= 20 else
+                  " (GridSample needs opset >= 16)" if opset < 16 else "")
+        raise ValueError(f"opset {opset} is not supported; use 16 or 17{reason}")
+    return opset
+
+
 def parse_version(version: str) -> tuple[int, int, int]:
     """``"10.3.0.26"`` -> ``(10, 3, 0)``; ``ValueError`` naming a string that is not a version."""
     match = re.match(r"^\s*(\d+)\.(\d+)(?:\.(\d+))?", str(version))
