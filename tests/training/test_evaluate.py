@@ -1,0 +1,123 @@
+"""``evaluate_model`` on hand-made pairs with known answers, and the evaluation CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from efc_core.contract import IGNORE_LABEL
+from efc_core.model.outputs import EFCOutput, FlowPrediction
+from training.evaluate import evaluate_model
+
+torch.set_num_threads(1)
+HEIGHT, WIDTH, SHIFT = 16, 24, 4.0
+
+
+class ThresholdModel(nn.Module):
+    """Class 1 where the red channel is bright, a constant flow and occlusion probability.
+
+    Not a stand-in for the real network: an analytic oracle whose metrics are known exactly.
+    """
+
+    def __init__(self, flow: tuple[float, float], occlusion: float) -> None:
+        super().__init__()
+        self.register_buffer("flow_value", torch.tensor(flow).view(1, 2, 1, 1))
+        self.occlusion_value = occlusion
+
+    def forward(self, image1, image2, with_flow=True, both_directions=True) -> EFCOutput:
+        def logits(image: torch.Tensor) -> torch.Tensor:
+            red = image[:, 0]  # normalised: > 0 means brighter than the ImageNet mean
+            return torch.stack((-red, red), dim=1)
+
+        batch = image1.shape[0]
+        flow = self.flow_value.expand(batch, 2, HEIGHT, WIDTH)
+        occlusion = torch.full((batch, 1, HEIGHT, WIDTH), self.occlusion_value)
+        prediction = FlowPrediction(flows=[flow], occlusions=[occlusion], flow=flow, occlusion=occlusion)
+        features = torch.zeros(batch, 1, HEIGHT // 8, WIDTH // 8)
+        return EFCOutput(logits(image1), logits(image2), features, features, forward=prediction)
+
+
+def shifted_pair(has_label1: bool = True) -> dict[str, torch.Tensor]:
+    """A red square that moves SHIFT px right; labels 1 on the square, 0 elsewhere."""
+    labels1 = np.zeros((HEIGHT, WIDTH), np.int64)
+    labels1[4:12, 4:10] = 1
+    labels2 = np.roll(labels1, int(SHIFT), axis=1)
+    image1 = np.zeros((3, HEIGHT, WIDTH), np.float32)
+    image1[0] = labels1
+    image2 = np.zeros_like(image1)
+    image2[0] = labels2
+    occ = np.zeros((HEIGHT, WIDTH), bool)
+    occ[:, -int(SHIFT):] = True  # these pixels leave the image
+    label1 = torch.from_numpy(labels1) if has_label1 else torch.full((HEIGHT, WIDTH), IGNORE_LABEL)
+    flow = np.zeros((2, HEIGHT, WIDTH), np.float32)
+    flow[0] = SHIFT
+    return {
+        "image1": torch.from_numpy(image1), "image2": torch.from_numpy(image2),
+        "label1": label1, "label2": torch.from_numpy(labels2),
+        "flow_fw": torch.from_numpy(flow), "flow_bw": torch.from_numpy(-flow),
+        "flow_valid": torch.ones(HEIGHT, WIDTH, dtype=torch.bool),
+        "occ_fw": torch.from_numpy(occ), "occ_bw": torch.from_numpy(occ[:, ::-1].copy()),
+        "has_flow": torch.tensor(True), "has_occlusion": torch.tensor(True),
+        "has_label1": torch.tensor(has_label1), "has_label2": torch.tensor(True),
+        "frame_gap": torch.tensor(1),
+    }
+
+
+def test_perfect_flow_and_segmentation() -> None:
+    pairs = [shifted_pair(), shifted_pair(), shifted_pair(has_label1=False)]
+    metrics = evaluate_model(ThresholdModel((SHIFT, 0.0), 0.9), pairs, batch_size=2, num_classes=2)
+    assert metrics["pairs"] == 3
+    assert metrics["epe"] == pytest.approx(0.0, abs=1e-6)
+    assert metrics["fl_all"] == pytest.approx(0.0)
+    assert metrics["zero_flow_epe"] == pytest.approx(SHIFT)
+    assert metrics["miou"] == pytest.approx(1.0)
+    assert metrics["tc_gt_flow"] == pytest.approx(1.0)
+    # TC with the model's own flow trusts only pixels it predicts visible: here none.
+    assert metrics["tc_own_flow"] is None
+    # Everything predicted occluded: recall 1, precision = occluded share (SHIFT / WIDTH columns).
+    assert metrics["occlusion_recall"] == pytest.approx(1.0)
+    assert metrics["occlusion_precision"] == pytest.approx(SHIFT / WIDTH)
+
+
+def test_zero_flow_model_scores_the_zero_flow_baseline() -> None:
+    metrics = evaluate_model(ThresholdModel((0.0, 0.0), 0.1), [shifted_pair()], batch_size=1, num_classes=2)
+    assert metrics["epe"] == pytest.approx(SHIFT) == pytest.approx(metrics["zero_flow_epe"])
+    # EPE 4 > 3 px and > 5 % of |gt| = 4: every pixel is an outlier.
+    assert metrics["fl_all"] == pytest.approx(1.0)
+    assert metrics["occlusion_recall"] == pytest.approx(0.0)
+    # Zero flow compares the square at t with the shifted square at t+1: not consistent.
+    assert metrics["tc_own_flow"] < 0.8
+
+
+@pytest.mark.slow
+def test_cli_writes_the_metrics_of_a_checkpoint(tmp_path: Path) -> None:
+    from efc_core.data.synthetic import SYNTHETIC_CLASS_NAMES, SYNTHETIC_PALETTE
+    from efc_core.data.video_dataset import SyntheticVideoDataset
+    from efc_core.model import build_model
+    from efc_core.model.checkpoint import save_checkpoint
+    from training.config import load_config, to_dict
+    from training.evaluate import main
+
+    torch.manual_seed(0)
+    model = build_model("tiny", 4)
+    config = load_config(None, ["model.num_classes=4", "data.synthetic.height=64", "data.synthetic.width=64",
+                                "data.synthetic.num_frames=3", "seed=2"])
+    checkpoint = save_checkpoint(tmp_path / "model.pt", model, train_config=to_dict(config), step=0, metrics={},
+                                 class_names=SYNTHETIC_CLASS_NAMES[:4], palette=SYNTHETIC_PALETTE[:4])
+    output = tmp_path / "metrics.json"
+    assert main([str(checkpoint), "--dataset", "synthetic", "--num-sequences", "1", "--output", str(output),
+                 "--num-threads", "1"]) == 0
+    written = json.loads(output.read_text())
+    # The CLI evaluates the generator settings the checkpoint was trained with.
+    dataset = SyntheticVideoDataset(split="val", num_sequences=1, seed=2, height=64, width=64, num_frames=3,
+                                    label_every=5, num_classes=4)
+    expected = evaluate_model(model.eval(), dataset, class_names=list(SYNTHETIC_CLASS_NAMES[:4]))
+    assert written["pairs"] == 2
+    for key in ("miou", "epe", "epe_noc", "fl_all", "zero_flow_epe", "occlusion_f1", "tc_own_flow", "tc_gt_flow"):
+        assert written[key] == pytest.approx(expected[key], rel=1e-5), key
+    assert set(written["iou"]) == set(SYNTHETIC_CLASS_NAMES[:4])

@@ -1,0 +1,194 @@
+"""Evaluate a checkpoint on held-out pairs (METHOD.md §5).
+
+``python training/evaluate.py CHECKPOINT --dataset synthetic [--root DIR] [--split val]
+[--num-sequences N] --output metrics.json`` prints a table and writes the metrics as JSON: mIoU
+and per-class IoU, EPE (all / non-occluded / occluded), Fl-all, occlusion F1, and temporal
+consistency with the model's own flow and with ground-truth flow when the data has it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Iterable
+
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from efc_core.metrics import FlowMetrics, OcclusionMetrics, SegmentationMetrics, TemporalConsistency
+from training.loop import normalise_images
+
+
+def _batches(dataset_or_loader: Dataset | DataLoader | Iterable, batch_size: int) -> Iterable[dict]:
+    # A dataset (or a plain list of sample dicts) is batched here; anything else already yields batches.
+    if isinstance(dataset_or_loader, (Dataset, list, tuple)):
+        return DataLoader(dataset_or_loader, batch_size=batch_size, shuffle=False, num_workers=0)
+    return dataset_or_loader
+
+
+@torch.no_grad()
+def evaluate_model(
+    model: torch.nn.Module,
+    dataset_or_loader: Dataset | DataLoader | Iterable,
+    *,
+    device: torch.device | str = "cpu",
+    class_names: list[str] | None = None,
+    num_classes: int | None = None,
+    batch_size: int = 4,
+    max_batches: int | None = None,
+    occlusion_threshold: float = 0.5,
+) -> dict[str, Any]:
+    """Metrics of ``model`` over pairs (sample dicts with ``image1``/``image2`` in [0, 1]).
+
+    Segmentation is scored on frame 1 of every pair against its labels (255 ignored); flow is the
+    forward flow 1 -> 2 in pixels against ``flow_fw`` on ``flow_valid`` pixels, split by the
+    ground-truth occlusion ``occ_fw``; TC compares the predictions of frames 1 and 2 through a flow
+    (the model's own, and the ground truth where ``has_flow``) on non-occluded pixels.
+
+    Returns a JSON-ready dict: ``miou``, ``pixel_accuracy``, ``iou`` (per class), ``epe``,
+    ``epe_noc``, ``epe_occ``, ``fl_all``, ``zero_flow_epe`` (the do-nothing baseline on the same
+    pixels), ``occlusion_f1``/``_precision``/``_recall``, ``tc_own_flow``, ``tc_gt_flow``, ``pairs``.
+    """
+    if num_classes is None:
+        num_classes = getattr(getattr(model, "config", None), "num_classes", None)
+    if num_classes is None:
+        raise ValueError("num_classes is unknown: pass it or use a model with config.num_classes")
+    device = torch.device(device)
+    was_training = model.training
+    model.eval()
+    segmentation = SegmentationMetrics(num_classes, class_names=class_names)
+    flow_metrics, zero_flow = FlowMetrics(), FlowMetrics()
+    occlusion = OcclusionMetrics(threshold=occlusion_threshold)
+    tc_own = TemporalConsistency(num_classes, flow_source="model")
+    tc_gt = TemporalConsistency(num_classes, flow_source="ground truth")
+    pairs, has_flow_gt = 0, False
+    for batch_index, batch in enumerate(_batches(dataset_or_loader, batch_size)):
+        if max_batches is not None and batch_index >= max_batches:
+            break
+        image1 = batch["image1"].to(device)
+        image2 = batch["image2"].to(device)
+        output = model(normalise_images(image1), normalise_images(image2), with_flow=True, both_directions=False)
+        labels1 = output.seg_logits1.argmax(1).cpu().numpy().astype(np.uint8)
+        labels2 = output.seg_logits2.argmax(1).cpu().numpy().astype(np.uint8)
+        flow = output.forward.flow.permute(0, 2, 3, 1).float().cpu().numpy()
+        occ_prob = output.forward.occlusion[:, 0].float().cpu().numpy()
+        for i in range(image1.shape[0]):
+            pairs += 1
+            gt_label = batch["label1"][i].numpy()
+            if bool(batch["has_label1"][i]):
+                segmentation.update(labels1[i], gt_label)
+            tc_own.update(labels1[i], labels2[i], flow[i], occ_prob[i] > occlusion_threshold)
+            if bool(batch["has_flow"][i]):
+                has_flow_gt = True
+                gt_flow = batch["flow_fw"][i].permute(1, 2, 0).numpy()
+                valid = batch["flow_valid"][i].numpy()
+                gt_occ = batch["occ_fw"][i].numpy() if bool(batch["has_occlusion"][i]) else None
+                flow_metrics.update(flow[i], gt_flow, valid=valid, occluded=gt_occ)
+                zero_flow.update(np.zeros_like(gt_flow), gt_flow, valid=valid, occluded=gt_occ)
+                tc_gt.update(labels1[i], labels2[i], gt_flow, gt_occ)
+            if bool(batch["has_occlusion"][i]):
+                occlusion.update(occ_prob[i], batch["occ_fw"][i].numpy())
+    model.train(was_training)
+    return _assemble(segmentation, flow_metrics, zero_flow, occlusion, tc_own, tc_gt, pairs, has_flow_gt)
+
+
+def _assemble(segmentation, flow_metrics, zero_flow, occlusion, tc_own, tc_gt, pairs, has_flow_gt) -> dict[str, Any]:
+    seg = segmentation.compute()
+    result: dict[str, Any] = {
+        "pairs": pairs, "miou": seg["miou"], "pixel_accuracy": seg["pixel_accuracy"], "iou": seg["iou"],
+        "tc_own_flow": tc_own.compute()["tc"],
+    }
+    if has_flow_gt:
+        flow = flow_metrics.compute()
+        result.update({k: flow[k] for k in ("epe", "epe_noc", "epe_occ", "fl_all")})
+        result["zero_flow_epe"] = zero_flow.compute()["epe"]
+        result["tc_gt_flow"] = tc_gt.compute()["tc"]
+        occ = occlusion.compute()
+        result.update({"occlusion_f1": occ["f1"], "occlusion_precision": occ["precision"],
+                       "occlusion_recall": occ["recall"]})
+    return {k: _plain(v) for k, v in result.items()}
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars -> Python numbers, NaN -> None (valid JSON)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (np.floating, float)):
+        return None if not np.isfinite(value) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def format_table(metrics: dict[str, Any]) -> str:
+    """Two-column text table of the scalar metrics, then per-class IoU."""
+    lines = [f"{'metric':<22}{'value':>10}"]
+    for name, value in metrics.items():
+        if isinstance(value, (int, float)):
+            lines.append(f"{name:<22}{value:>10.4f}" if isinstance(value, float) else f"{name:<22}{value:>10}")
+    for name, value in (metrics.get("iou") or {}).items():
+        lines.append(f"  IoU {name:<17}{'n/a' if value is None else f'{value:.4f}':>10}")
+    return "\n".join(lines)
+
+
+def build_eval_dataset(checkpoint: dict[str, Any], name: str, root: str | None, split: str,
+                       num_sequences: int | None) -> Dataset:
+    """Held-out pairs; synthetic data mirrors the generator settings the model was trained with."""
+    if name == "synthetic":
+        from efc_core.data.video_dataset import SyntheticVideoDataset
+
+        train_config = checkpoint.get("train_config") or {}
+        synth = (train_config.get("data") or {}).get("synthetic") or {}
+        model_classes = (checkpoint.get("model_config") or {}).get("num_classes", 6)
+        return SyntheticVideoDataset(
+            split=split, num_sequences=num_sequences or synth.get("val_sequences") or 4,
+            seed=int(train_config.get("seed", 0)), height=synth.get("height", 64), width=synth.get("width", 128),
+            num_frames=synth.get("num_frames", 8), label_every=synth.get("label_every", 1),
+            num_classes=model_classes, noise_std=synth.get("noise_std", 0.0),
+            brightness_change=synth.get("brightness_change", 0.0),
+        )
+    from efc_core.data.datasets import build_dataset
+
+    return build_dataset(name, root, split)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Evaluate an EFC checkpoint (METHOD.md §5 metrics).")
+    parser.add_argument("checkpoint")
+    parser.add_argument("--dataset", default="synthetic")
+    parser.add_argument("--root", default=None)
+    parser.add_argument("--split", default="val")
+    parser.add_argument("--num-sequences", type=int, default=None, help="synthetic: held-out sequences")
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--num-threads", type=int, default=0)
+    parser.add_argument("--output", default=None, help="metrics JSON path")
+    args = parser.parse_args(argv)
+    if args.num_threads > 0:
+        torch.set_num_threads(args.num_threads)
+    from efc_core.model.checkpoint import load_checkpoint, load_model
+
+    model, _ = load_model(args.checkpoint)
+    state = load_checkpoint(args.checkpoint)
+    dataset = build_eval_dataset(state, args.dataset, args.root, args.split, args.num_sequences)
+    metrics = evaluate_model(model.to(args.device), dataset, device=args.device,
+                             class_names=list(state.get("class_names") or []) or None,
+                             batch_size=args.batch_size)
+    metrics = {"checkpoint": str(args.checkpoint), "dataset": args.dataset, "split": args.split,
+               "tc_flow_sources": {"tc_own_flow": "model forward flow", "tc_gt_flow": "ground truth"},
+               **metrics}
+    print(format_table(metrics))
+    if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
