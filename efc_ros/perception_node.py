@@ -108,6 +108,12 @@ class OutputPublishers:
         # Always advertised so that configs can name it; published while the parameter is true.
         self.occlusion_probability = node.create_publisher(Image, "occlusion/probability", qos)
 
+    def destroy(self, node: Node) -> None:
+        """Destroy every publisher on ``node``."""
+        for publisher in (self.segmentation, self.segmentation_color, self.overlay, self.flow, self.flow_color,
+                          self.flow_prev_stamp, self.occlusion, self.occlusion_probability):
+            node.destroy_publisher(publisher)
+
     def publish(self, result: PerceptionResult, rgb: np.ndarray, header: Header, settings: PerceptionParameters) -> None:
         """Publish one frame's outputs, all with ``header`` (the input image's stamp and frame_id).
 
@@ -139,51 +145,64 @@ class OutputPublishers:
             self.occlusion_probability.publish(array_to_image_msg(result.occlusion.astype(np.float32), "32FC1", header))
 
 
-class PerceptionNode(Node):
-    """rclpy node around one ``efc_core.perceptor.Perceptor`` (see the module docstring for topics)."""
+class PerceptionCallbacks:
+    """Frame handling shared by ``PerceptionNode`` and the lifecycle variant (mixed into an rclpy node).
 
-    def __init__(self, node_name: str = NODE_NAME, *, backend_provider: BackendProvider | None = None, **node_kwargs: Any) -> None:
-        """Declare parameters, load the model and start the worker.
+    ``_load`` creates the model and the output publishers, ``_start_io`` the worker, the input
+    subscription and the diagnostics timer; ``_stop_io`` and ``_unload`` undo them.
+    """
 
-        Args:
-            node_name: ROS node name.
-            backend_provider: returns the inference backend for the parameters; default creates
-                one with ``efc_core.runtime.create_backend`` (``multi_camera`` passes a shared one).
-            node_kwargs: passed to ``rclpy.node.Node`` (namespace, context, parameter_overrides...).
+    settings: PerceptionParameters
 
-        Raises:
-            ParameterError, ModelError, BackendError: the node cannot start (bad parameter, missing
-            or mismatched model); nothing is left running.
-        """
-        super().__init__(node_name, **node_kwargs)
-        try:
-            self.settings = declare_perception_parameters(self)
-            self._owns_backend = backend_provider is None
-            self.backend = (backend_provider or load_backend)(self.settings)
-            self._perceptor = self._build_perceptor(self.settings)  # checks input size against the model
-        except Exception:
-            self.destroy_node()
-            raise
+    def _load(self, backend_provider: BackendProvider | None) -> None:
+        """Create the backend, the Perceptor and the publishers (ModelError/BackendError/ValueError)."""
+        self._owns_backend = backend_provider is None
+        self.backend = (backend_provider or load_backend)(self.settings)
+        self._perceptor = self._build_perceptor(self.settings)  # checks input size against the model
         self._perceptor_settings = self.settings
         self.statistics = NodeStatistics()
         self._error_loggers: dict[tuple[str, float], Any] = {}
-        reliability = self.settings.qos_reliability
         self._outputs = OutputPublishers(self, self.backend.manifest, depth=self.settings.qos_depth)
+        self._diagnostics_publisher = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+
+    def _start_io(self) -> None:
+        """Start the worker, subscribe to the camera and start the diagnostics timer."""
         self._worker: LatestFrameWorker[_ReceivedFrame] = LatestFrameWorker(
             self._process_frame, self._on_frame_error, on_drop=lambda _: self.statistics.record_dropped()
         )
-        input_qos = self._input_qos(reliability, self.settings.qos_depth)
+        reliability, depth = self.settings.qos_reliability, self.settings.qos_depth
+        input_qos = self._input_qos(reliability, depth)
         if self.settings.use_compressed:
             self._subscription = self.create_subscription(CompressedImage, "image/compressed", self._on_image, input_qos)
         else:
             self._subscription = self.create_subscription(Image, "image", self._on_image, input_qos)
-        self._diagnostics_publisher = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._diagnostics_timer = self.create_timer(self.settings.diagnostics_period, self._publish_diagnostics)
-        self.add_on_set_parameters_callback(self._on_set_parameters)
         self.get_logger().info(
             f"{self.backend.name} ({self.backend.precision}) model {self.backend.manifest.model_name!r}; "
-            f"subscribed to {self._subscription.topic_name} ({reliability}, depth {self.settings.qos_depth})"
+            f"subscribed to {self._subscription.topic_name} ({reliability}, depth {depth})"
         )
+
+    def _stop_io(self) -> None:
+        """Unsubscribe, stop the timer and join the worker (the frame in flight finishes first)."""
+        if getattr(self, "_diagnostics_timer", None) is not None:
+            self.destroy_timer(self._diagnostics_timer)
+            self._diagnostics_timer = None
+        if getattr(self, "_subscription", None) is not None:
+            self.destroy_subscription(self._subscription)
+            self._subscription = None
+        if getattr(self, "_worker", None) is not None:
+            self._worker.stop(timeout=10.0)
+            self._worker = None
+
+    def _unload(self) -> None:
+        """Destroy the publishers and close the backend if this node created it."""
+        if getattr(self, "_outputs", None) is not None:
+            self._outputs.destroy(self)
+            self.destroy_publisher(self._diagnostics_publisher)
+            self._outputs = None
+        if getattr(self, "backend", None) is not None and getattr(self, "_owns_backend", False):
+            self.backend.close()
+        self.backend = None
 
     @staticmethod
     def _input_qos(reliability: str, depth: int) -> QoSProfile:
@@ -264,7 +283,10 @@ class PerceptionNode(Node):
                        end_to_end=(done - frame.received) * 1e3)
         self.statistics.record_processed(timings, pair_reset=result.flow is None)
         if result.pair_reset_reason not in (None, "first frame"):
-            self.get_logger().info(f"flow pair reset at {header.frame_id!r} {_stamp_ns(header.stamp)} ns: {result.pair_reset_reason}")
+            # Throttled: with inference slower than max_frame_gap every frame resets (see README).
+            self._logger_for("pairing").info(
+                f"no flow for {header.frame_id!r} {_stamp_ns(header.stamp)} ns: pair reset ({result.pair_reset_reason}); "
+                f"resets so far: {self.statistics.pair_resets}", throttle_duration_sec=max(settings.log_throttle_sec, 1e-3))
 
     def _check_finite(self, result: PerceptionResult) -> None:
         for name in ("flow", "occlusion"):
@@ -274,6 +296,18 @@ class PerceptionNode(Node):
                 self._perceptor.reset()
                 raise NonFiniteOutputError(f"{name} output has {int((~np.isfinite(values)).sum())} non-finite values")
 
+    def _logger_for(self, kind: str) -> Any:
+        """A child logger per message kind and throttle value.
+
+        rclpy throttles per call site and logger and refuses a changed throttle at one call site,
+        so one logger per (kind, throttle) keeps one kind of error from hiding another.
+        """
+        key = (kind, float(self.settings.log_throttle_sec))
+        logger = self._error_loggers.get(key)
+        if logger is None:
+            logger = self._error_loggers[key] = self.get_logger().get_child(kind)
+        return logger
+
     def _on_frame_error(self, frame: _ReceivedFrame, error: BaseException) -> None:
         if not self.context.ok():
             return  # shutting down: publishers are gone, nothing to report
@@ -282,10 +316,7 @@ class PerceptionNode(Node):
         count = self.statistics.record_error(kind, str(error))
         stamp = frame.msg.header.stamp
         throttle = float(self.settings.log_throttle_sec)
-        # rclpy throttles per call site and logger; one logger per kind keeps one kind from hiding another.
-        logger = self._error_loggers.get((kind, throttle))
-        if logger is None:
-            logger = self._error_loggers[(kind, throttle)] = self.get_logger().get_child(kind)
+        logger = self._logger_for(kind)
         message = (f"frame {stamp.sec}.{stamp.nanosec:09d} ({frame.msg.header.frame_id!r}) skipped "
                    f"[{kind} error #{count}]: {error}")
         if throttle > 0:
@@ -293,17 +324,38 @@ class PerceptionNode(Node):
         else:
             logger.error(message)
 
-    # ---- shutdown ----
+
+
+class PerceptionNode(PerceptionCallbacks, Node):
+    """rclpy node around one ``efc_core.perceptor.Perceptor`` (see the module docstring for topics)."""
+
+    def __init__(self, node_name: str = NODE_NAME, *, backend_provider: BackendProvider | None = None, **node_kwargs: Any) -> None:
+        """Declare parameters, load the model and start the worker.
+
+        Args:
+            node_name: ROS node name.
+            backend_provider: returns the inference backend for the parameters; default creates
+                one with ``efc_core.runtime.create_backend`` (``multi_camera`` passes a shared one).
+            node_kwargs: passed to ``rclpy.node.Node`` (namespace, context, parameter_overrides...).
+
+        Raises:
+            ParameterError, ModelError, BackendError: the node cannot start (bad parameter, missing
+            or mismatched model); nothing is left running.
+        """
+        super().__init__(node_name, **node_kwargs)
+        try:
+            self.settings = declare_perception_parameters(self)
+            self._load(backend_provider)
+        except Exception:
+            self.destroy_node()
+            raise
+        self._start_io()
+        self.add_on_set_parameters_callback(self._on_set_parameters)
 
     def destroy_node(self) -> None:
         """Stop and join the worker, close the backend we created, then destroy the ROS node."""
-        worker = getattr(self, "_worker", None)
-        if worker is not None:
-            worker.stop(timeout=10.0)
-        backend = getattr(self, "backend", None)
-        if backend is not None and getattr(self, "_owns_backend", False):
-            backend.close()
-            self.backend = None
+        self._stop_io()
+        self._unload()
         super().destroy_node()
 
 

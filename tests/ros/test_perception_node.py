@@ -325,3 +325,66 @@ def test_sigint_shuts_the_node_down_cleanly(ros_environment, node_and_client, lo
     assert node.stop() == 0
     log = node.log()
     assert "Traceback" not in log, log
+
+
+# ---- lifecycle variant (in this process, driven through its real lifecycle services) ----
+
+@pytest.mark.slow
+def test_lifecycle_node_loads_in_configure_and_processes_only_while_active(ros_environment, demo_model, frames, tmp_path):
+    import rclpy
+    from lifecycle_msgs.msg import Transition
+    from lifecycle_msgs.srv import ChangeState, GetState
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+    from rclpy.parameter import Parameter
+    from sensor_msgs.msg import Image
+
+    from efc_ros.lifecycle_node import PerceptionLifecycleNode
+
+    namespace, context = "/efc_lifecycle", rclpy.Context()
+    rclpy.init(context=context)
+    node = PerceptionLifecycleNode(context=context, namespace=namespace, parameter_overrides=[
+        Parameter("model_path", value=str(tmp_path / "missing.onnx")), Parameter("qos_reliability", value="reliable")])
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+
+    def spin() -> None:
+        try:
+            executor.spin()
+        except ExternalShutdownException:
+            pass
+
+    spinner = threading.Thread(target=spin, daemon=True)
+    spinner.start()
+    client = RosClient("efc_lifecycle_client")
+    service = f"{namespace}/efc_perception"
+
+    def change(transition: int) -> bool:
+        return client.call_service(ChangeState, f"{service}/change_state",
+                                   ChangeState.Request(transition=Transition(id=transition))).success
+
+    def state() -> str:
+        return client.call_service(GetState, f"{service}/get_state", GetState.Request()).current_state.label
+
+    try:
+        assert state() == "unconfigured" and node.backend is None
+        assert not change(Transition.TRANSITION_CONFIGURE)  # the model is missing: configure fails
+        assert state() == "unconfigured"
+        node.settings = node.settings.replace({"model_path": str(demo_model)})  # fixed (read-only over ROS)
+        assert change(Transition.TRANSITION_CONFIGURE) and state() == "inactive" and node.backend is not None
+        segmentation = client.subscribe(Image, f"{namespace}/segmentation")
+        publisher = client.publisher(Image, f"{namespace}/image")
+        assert client.node.count_subscribers(f"{namespace}/image") == 0  # inactive: not subscribed
+        assert change(Transition.TRANSITION_ACTIVATE) and state() == "active"
+        assert client.wait_for(lambda: publisher.get_subscription_count() > 0, 10)
+        time.sleep(0.5)
+        header = _publish(publisher, frames[0], 0)
+        assert client.wait_for(lambda: messages_with_stamp(segmentation, header.stamp), 30)
+        assert change(Transition.TRANSITION_DEACTIVATE) and state() == "inactive"
+        assert client.wait_for(lambda: publisher.get_subscription_count() == 0, 10)
+        assert change(Transition.TRANSITION_CLEANUP) and state() == "unconfigured" and node.backend is None
+    finally:
+        client.close()
+        executor.shutdown()
+        spinner.join(5)
+        node.destroy_node()
+        rclpy.try_shutdown(context=context)
