@@ -117,7 +117,8 @@ class RosbagImageSource:
     def __init__(self, path: str | Path, topic: str, max_gap_s: float = 0.5) -> None:
         self.path, self.topic = Path(path), topic
         entries: list[tuple[int, int, int]] = []
-        with self._open() as reader:
+        reader = self._open()
+        try:
             connections = self._connections(reader)
             self.msgtype = connections[0].msgtype
             previous_time, ordinal = None, 0
@@ -128,6 +129,8 @@ class RosbagImageSource:
                 stamp = int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
                 # An unset stamp (0) says nothing about capture time; the recording time does.
                 entries.append((stamp or log_time, log_time, ordinal))
+        finally:
+            reader.close()
         entries.sort()
         # Two messages with one stamp are the same frame republished: keep the first.
         unique = [e for i, e in enumerate(entries) if i == 0 or e[0] != entries[i - 1][0]]
