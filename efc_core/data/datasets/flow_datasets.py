@@ -1,7 +1,8 @@
 """Optical-flow benchmarks as sample dicts: KITTI 2015 / 2012, MPI Sintel, FlyingChairs.
 
-Listing and decoding (``.flo``, KITTI 16-bit PNG) are torchvision's (``torchvision.datasets.KittiFlow``,
-``Sintel``, ``FlyingChairs``); this module adds what EFC needs on top: occlusion ground truth
+Listing and decoding are torchvision's (``torchvision.datasets.KittiFlow``, ``Sintel``,
+``FlyingChairs``), except KITTI's 16-bit PNGs, read with ``efc_core.data.formats`` because
+torchvision's reader goes through the deprecated ``torchvision.io``; this module adds what EFC needs on top: occlusion ground truth
 (KITTI: valid in ``flow_occ`` but not in ``flow_noc``; Sintel: ``training/occlusions``), KITTI 2012,
 and the common sample dict. Layouts (``root`` may be the named folder or its parent)::
 
@@ -27,7 +28,8 @@ from torch.utils.data import Dataset
 from torchvision.datasets import FlyingChairs, KittiFlow, Sintel
 from torchvision.datasets._optical_flow import FlowDataset
 
-from efc_core.data.datasets.sample import RawSample, make_raw_sample, read_label_png, read_rgb
+from efc_core.data.datasets.sample import RawSample, make_raw_sample, read_rgb
+from efc_core.data.formats import read_kitti_flow, read_occlusion_png
 from efc_core.data.datasets.transforms import ToTensor
 
 _KITTI_IMAGE_DIRS: dict[int, str] = {2015: "image_2", 2012: "colored_0"}
@@ -49,7 +51,7 @@ class _KittiFolder(KittiFlow):
     """torchvision's KittiFlow reader over ``root/{training,testing}/{image_dir}`` for any folder name.
 
     torchvision hard-codes ``root/KittiFlow`` and ``image_2`` (2015); KITTI 2012 uses ``colored_0``.
-    Only the listing differs: images and flow PNGs are read by the inherited methods.
+    The listing differs, and flow PNGs are decoded with ``efc_core.data.formats``.
     """
 
     def __init__(self, root: Path, split_folder: str, image_dir: str) -> None:
@@ -64,6 +66,12 @@ class _KittiFolder(KittiFlow):
             self._flow_list = sorted(glob(str(base / "flow_occ" / "*_10.png")))
             if len(self._flow_list) != len(self._image_list):
                 raise FileNotFoundError(f"{len(self._flow_list)} flow_occ files for {len(self._image_list)} pairs in {base}")
+
+    def _read_flow(self, file_name: str) -> tuple[np.ndarray, np.ndarray]:
+        # torchvision decodes the 16-bit PNG with torchvision.io, deprecated since 0.29; the
+        # project's OpenCV reader returns the same values. Shape as torchvision: (2, H, W), (H, W).
+        flow, valid = read_kitti_flow(file_name)
+        return flow.transpose(2, 0, 1), valid
 
 
 class KittiFlowDataset(Dataset):
@@ -98,7 +106,8 @@ class KittiFlowDataset(Dataset):
             image1, image2, _, _ = self.reader[index]
             return make_raw_sample(image1, image2)
         image1, image2, flow, valid = self.reader[index]
-        flow = flow.transpose(1, 2, 0)
+        # Invalid pixels decode to -512 px (a stored 0); the sample convention is 0 where unknown.
+        flow = flow.transpose(1, 2, 0) * valid[..., None]
         occlusion = None
         noc_path = Path(self.reader._flow_list[index].replace("flow_occ", "flow_noc"))
         if noc_path.is_file():
@@ -136,7 +145,7 @@ class SintelDataset(Dataset):
             return make_raw_sample(image1, image2)
         flow_path = Path(self.reader._flow_list[index])
         occlusion_path = flow_path.parents[2] / "occlusions" / flow_path.parent.name / f"{flow_path.stem}.png"
-        occlusion = read_label_png(occlusion_path) > 127 if occlusion_path.is_file() else None
+        occlusion = read_occlusion_png(occlusion_path) if occlusion_path.is_file() else None
         return make_raw_sample(image1, image2, flow_fw=flow.transpose(1, 2, 0), occ_fw=occlusion,
                                occ_bw=np.zeros_like(occlusion) if occlusion is not None else None)
 
