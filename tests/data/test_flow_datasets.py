@@ -101,3 +101,23 @@ def test_fixed_pair_datasets_reject_pair_options(tmp_path) -> None:
     write_flyingchairs_tree(tmp_path)
     with pytest.raises(ValueError, match="fixed pairs"):
         build_dataset("flyingchairs", str(tmp_path), "train", pairs={"max_gap": 2})
+
+
+def test_kitti_multiview_sequences_skip_benchmark_frames(tmp_path) -> None:
+    from tests.data.fixtures import coded_frame, write_rgb
+
+    for scene in range(2):
+        for frame in range(21):
+            write_rgb(tmp_path / "training" / "image_2" / f"{scene:06d}_{frame:02d}.png", coded_frame(frame, scene, 0, (6, 8)))
+    dataset = build_dataset("kitti2015", str(tmp_path), "multiview", pairs={"max_gap": 2})
+    # frames 0-8 and 13-20 of each scene are two sequences
+    assert [len(frames) for _, frames in dataset.sequences] == [9, 8, 9, 8]
+    for index, pair in enumerate(dataset.pairs):
+        scene, frames = dataset.sequences[pair.sequence]
+        sample = dataset[index]
+        first, second = round(sample["image1"][0, 0, 0].item() * 255), round(sample["image2"][0, 0, 0].item() * 255)
+        assert (first, second) == (frames[pair.first], frames[pair.second])
+        assert first not in (9, 10, 11, 12) and second not in (9, 10, 11, 12)
+        assert 1 <= abs(second - first) <= 2 and not sample["has_flow"]
+    with pytest.raises(ValueError, match="fixed pairs"):
+        build_dataset("kitti2015", str(tmp_path), "train", pairs={"max_gap": 2})

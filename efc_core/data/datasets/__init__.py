@@ -13,6 +13,8 @@
   training split only, evaluate the labelled frame against its predecessor, ...);
 * ``transform``: a callable replacing the pipeline (from Python, not YAML).
 
+KITTI splits: ``train`` (benchmark pairs with ground truth), ``test``, ``multiview`` /
+``multiview_test`` (unlabelled multi-view frames as sequences, frames 9-12 left out).
 Name-specific options: ``sintel``: ``pass_name``; ``rosbag``: ``topic`` (required), ``max_gap_s``;
 ``synthetic``: the keyword arguments of ``SyntheticVideoDataset``.
 """
@@ -35,7 +37,9 @@ DATASET_NAMES: tuple[str, ...] = (
 )
 _COMMON_OPTIONS = ("resize", "augment", "pairs", "transform")
 _SPECIFIC_OPTIONS: dict[str, tuple[str, ...]] = {"sintel": ("pass_name",), "rosbag": ("topic", "max_gap_s")}
-_PAIRED_NAMES = ("cityscapes", "camvid", "image_folder", "video", "rosbag")
+_PAIRED_NAMES = ("cityscapes", "camvid", "image_folder", "video", "rosbag", "kitti2015", "kitti2012")
+#: KITTI splits of unlabelled multi-view frames -> folder (the benchmark pairs use train / test).
+_KITTI_MULTIVIEW_SPLITS = {"multiview": "training", "multiview_test": "testing"}
 
 __all__ = ["DATASET_NAMES", "FramePair", "PairSamplingConfig", "build_dataset", "build_pairs", "dataset_class_info"]
 
@@ -108,9 +112,14 @@ def build_dataset(name: str, root: str | Path | None, split: str, **options: Any
 
         return CamVidDataset(root, split, pair_config, transform)
     if name in ("kitti2015", "kitti2012"):
-        from efc_core.data.datasets.flow_datasets import KittiFlowDataset
+        from efc_core.data.datasets import flow_datasets
 
-        return KittiFlowDataset(root, split, version=int(name[-4:]), transform=transform)
+        version = int(name[-4:])
+        if split in _KITTI_MULTIVIEW_SPLITS:
+            return flow_datasets.KittiMultiviewDataset(root, _KITTI_MULTIVIEW_SPLITS[split], version, pair_config, transform)
+        if pair_config is not None:
+            raise ValueError(f"KITTI split {split!r} has fixed pairs; 'pairs' applies to {tuple(_KITTI_MULTIVIEW_SPLITS)}")
+        return flow_datasets.KittiFlowDataset(root, split, version=version, transform=transform)
     if name == "sintel":
         from efc_core.data.datasets.flow_datasets import SintelDataset
 

@@ -8,6 +8,7 @@ and the common sample dict. Layouts (``root`` may be the named folder or its par
 
     KittiFlow/training/image_2/000000_10.png, _11.png; flow_occ/000000_10.png; flow_noc/000000_10.png
     (KITTI 2012: training/colored_0/..., flow_occ/, flow_noc/; root is the folder holding training/)
+    (KITTI multi-view extension, split "multiview": training/image_2/000000_00.png .. _20.png)
     Sintel/training/{clean,final}/{scene}/frame_0001.png; flow/{scene}/frame_0001.flo;
            occlusions/{scene}/frame_0001.png (255 = occluded)
     FlyingChairs/data/00001_img1.ppm, _img2.ppm, _flow.flo; FlyingChairs/FlyingChairs_train_val.txt
@@ -18,6 +19,7 @@ so occlusion metrics on KITTI must be restricted to ``flow_valid``.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from glob import glob
 from pathlib import Path
@@ -28,7 +30,9 @@ from torch.utils.data import Dataset
 from torchvision.datasets import FlyingChairs, KittiFlow, Sintel
 from torchvision.datasets._optical_flow import FlowDataset
 
+from efc_core.data.datasets.pair_sampling import PairSamplingConfig
 from efc_core.data.datasets.sample import RawSample, make_raw_sample, read_rgb
+from efc_core.data.datasets.sequence_pairs import SequencePairDataset
 from efc_core.data.formats import read_kitti_flow, read_occlusion_png
 from efc_core.data.datasets.transforms import ToTensor
 
@@ -178,3 +182,51 @@ class FlyingChairsDataset(Dataset):
 
     def __getitem__(self, index: int) -> Any:
         return self.transform(self.raw_sample(index))
+
+
+class KittiMultiviewDataset(SequencePairDataset):
+    """Unlabelled pairs from the KITTI multi-view extension, for unsupervised flow training.
+
+    ``root/{training,testing}/{image_2|colored_0}/{id}_{kk}.png`` (kk = 00..20, the benchmark pair
+    is 10/11). Each id is a sequence; frames ``exclude_frames`` (default 9..12, around the
+    benchmark pair, so that training never sees the evaluation frames' neighbourhood) are left out
+    and split the sequence in two, so no pair spans them.
+
+    Args:
+        root: the folder holding ``training/`` (the multi-view zip extracted over the flow one).
+        split_folder: ``training`` or ``testing``.
+        version: 2015 or 2012.
+        pair_config: gaps and directions (all pairs are unlabelled and all are kept).
+        transform: raw sample -> sample (default ToTensor).
+    """
+
+    def __init__(self, root: str | Path, split_folder: str = "training", version: int = 2015,
+                 pair_config: PairSamplingConfig | None = None, transform: Callable[[RawSample], Any] | None = None,
+                 exclude_frames: tuple[int, ...] = (9, 10, 11, 12)) -> None:
+        config = dataclasses.replace(pair_config or PairSamplingConfig(), unlabelled_per_labelled=None)
+        super().__init__(config, transform)
+        folder = Path(root) / split_folder / _KITTI_IMAGE_DIRS[version]
+        by_id: dict[str, list[int]] = {}
+        for path in folder.glob("*_*.png"):
+            scene, frame = path.stem.rsplit("_", 1)
+            if frame.isdigit() and int(frame) not in exclude_frames:
+                by_id.setdefault(scene, []).append(int(frame))
+        self.sequences: list[tuple[str, list[int]]] = []
+        for scene in sorted(by_id):
+            frames = sorted(by_id[scene])
+            run = [frames[0]]
+            for frame in frames[1:]:
+                if frame != run[-1] + 1:  # a hole (the excluded frames) ends a sequence
+                    self.sequences.append((scene, run))
+                    run = []
+                run.append(frame)
+            self.sequences.append((scene, run))
+        self.folder = folder
+        self._set_sequences([[False] * len(frames) for _, frames in self.sequences], source=str(folder))
+
+    def read_frame(self, sequence: int, index: int) -> np.ndarray:
+        scene, frames = self.sequences[sequence]
+        return read_rgb(self.folder / f"{scene}_{frames[index]:02d}.png")
+
+    def read_label(self, sequence: int, index: int) -> np.ndarray:
+        raise ValueError("KITTI multi-view frames have no labels")
