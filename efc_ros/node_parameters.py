@@ -75,7 +75,7 @@ PARAMETER_SPECS: tuple[ParameterSpec, ...] = (
     ParameterSpec("input_height", 0, "Model input height in pixels (0 = model default). Set with input_width.", read_only=True, int_range=(0, 8192)),
     ParameterSpec("resize_mode", "letterbox", "How camera frames are fitted to the model input: letterbox (keep aspect, pad) or stretch. Undone on the outputs.", read_only=True, choices=RESIZE_MODES),
     ParameterSpec("streaming", True, "Encode each frame once and reuse the previous frame's features (needs encoder/decoder graphs; falls back to the pair graph).", read_only=True),
-    ParameterSpec("max_frame_gap", 0.5, "Largest time in seconds between two frames that are still paired for flow; larger gaps, time going backwards, frame_id or size changes reset the pair.", float_range=(0.001, 3600.0)),
+    ParameterSpec("max_frame_gap", 0.5, "Largest time in seconds between two paired frames; larger gaps, time going backwards, frame_id or size changes reset the pair. Frames are paired with the previous *processed* frame, so this must exceed the inference time when the camera is faster than inference.", float_range=(0.001, 3600.0)),
     ParameterSpec("temporal_fusion", 0.0, "Weight of the previous frame's flow-warped class probabilities in the current segmentation (0 = off).", float_range=(0.0, 0.95)),
     ParameterSpec("occlusion_threshold", 0.5, "Occlusion probability above which a pixel is published as occluded (255) in the occlusion mask.", float_range=(0.0, 1.0)),
     ParameterSpec("flow_color_max", 0.0, "Flow magnitude in pixels shown at full colour saturation in flow/color (0 = each frame's own maximum).", float_range=(0.0, 10000.0)),

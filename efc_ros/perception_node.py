@@ -39,14 +39,13 @@ from efc_core import viz
 from efc_core.errors import BackendError, EfcError, InputError, ModelError
 from efc_core.perceptor import Perceptor, PerceptionResult
 from efc_ros.diagnostics import NodeStatistics, diagnostic_array
-from efc_ros.image_conversions import compressed_msg_to_rgb, image_msg_to_rgb
+from efc_ros.image_conversions import array_to_image_msg, compressed_msg_to_rgb, image_msg_to_rgb
 from efc_ros.inference_worker import LatestFrameWorker
 from efc_ros.node_parameters import (
     PerceptionParameters,
     check_parameter_changes,
     declare_perception_parameters,
 )
-from efc_ros.image_conversions import array_to_image_msg
 from efc_ros.model_paths import default_model_path
 
 NODE_NAME = "efc_perception"
@@ -58,6 +57,12 @@ BackendProvider = Callable[[PerceptionParameters], Any]
 
 class NonFiniteOutputError(BackendError):
     """The network produced NaN or infinite values for a frame."""
+
+
+#: Error class -> the kind counted in diagnostics and used as logger name (first match wins).
+_ERROR_KINDS: tuple[tuple[type, str], ...] = (
+    (NonFiniteOutputError, "non_finite_output"), (InputError, "input"), (ModelError, "model"), (BackendError, "backend"),
+)
 
 
 @dataclass(frozen=True)
@@ -283,7 +288,8 @@ class PerceptionCallbacks:
                        end_to_end=(done - frame.received) * 1e3)
         self.statistics.record_processed(timings, pair_reset=result.flow is None)
         if result.pair_reset_reason not in (None, "first frame"):
-            # Throttled: with inference slower than max_frame_gap every frame resets (see README).
+            # Throttled: when inference takes longer than max_frame_gap, every processed frame resets
+            # (latest-frame-wins pairs consecutive *processed* frames).
             self._logger_for("pairing").info(
                 f"no flow for {header.frame_id!r} {_stamp_ns(header.stamp)} ns: pair reset ({result.pair_reset_reason}); "
                 f"resets so far: {self.statistics.pair_resets}", throttle_duration_sec=max(settings.log_throttle_sec, 1e-3))
@@ -311,8 +317,7 @@ class PerceptionCallbacks:
     def _on_frame_error(self, frame: _ReceivedFrame, error: BaseException) -> None:
         if not self.context.ok():
             return  # shutting down: publishers are gone, nothing to report
-        kind = {InputError: "input", NonFiniteOutputError: "non_finite_output", ModelError: "model", BackendError: "backend"}.get(
-            type(error), type(error).__name__)
+        kind = next((name for error_type, name in _ERROR_KINDS if isinstance(error, error_type)), type(error).__name__)
         count = self.statistics.record_error(kind, str(error))
         stamp = frame.msg.header.stamp
         throttle = float(self.settings.log_throttle_sec)
@@ -323,7 +328,6 @@ class PerceptionCallbacks:
             logger.error(message, throttle_duration_sec=throttle)
         else:
             logger.error(message)
-
 
 
 class PerceptionNode(PerceptionCallbacks, Node):

@@ -388,3 +388,79 @@ def test_lifecycle_node_loads_in_configure_and_processes_only_while_active(ros_e
         spinner.join(5)
         node.destroy_node()
         rclpy.try_shutdown(context=context)
+
+
+_NO_TORCH_PROBE = """
+import sys
+import numpy as np
+import efc_ros.perception_node, efc_ros.lifecycle_node, efc_ros.multi_camera
+from efc_core.perceptor import Perceptor
+from efc_ros.node_parameters import PerceptionParameters
+from efc_ros.perception_node import load_backend
+backend = load_backend(PerceptionParameters(model_path=sys.argv[1], num_threads=1))
+Perceptor(backend).process(np.zeros((64, 96, 3), np.uint8), 0, "camera")
+print("torch" in sys.modules)
+"""
+
+
+def test_node_and_onnxruntime_path_never_import_torch(demo_model):
+    import subprocess
+    import sys
+
+    completed = subprocess.run([sys.executable, "-c", _NO_TORCH_PROBE, str(demo_model)],
+                               capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.strip().splitlines()[-1] == "False"
+
+
+@pytest.mark.slow
+def test_colour_images_are_computed_only_while_someone_subscribes(ros_environment, demo_model, frames, monkeypatch):
+    import rclpy
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+    from rclpy.parameter import Parameter
+    from sensor_msgs.msg import Image
+
+    from efc_core import viz
+    from efc_ros.perception_node import PerceptionNode
+
+    calls = {"colorize_labels": 0, "flow_to_color": 0, "overlay": 0}
+    for name in calls:  # count calls, keep the real functions
+        real = getattr(viz, name)
+        monkeypatch.setattr(viz, name, lambda *a, _real=real, _name=name, **k: (calls.__setitem__(_name, calls[_name] + 1), _real(*a, **k))[1])
+    namespace, context = "/efc_colour", rclpy.Context()
+    rclpy.init(context=context)
+    node = PerceptionNode(context=context, namespace=namespace, parameter_overrides=[
+        Parameter("model_path", value=str(demo_model)), Parameter("qos_reliability", value="reliable"),
+        Parameter("num_threads", value=1)])
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+
+    def spin() -> None:
+        try:
+            executor.spin()
+        except ExternalShutdownException:
+            pass
+
+    spinner = threading.Thread(target=spin, daemon=True)
+    spinner.start()
+    client = RosClient("efc_colour_client")
+    try:
+        flow = client.subscribe(Image, f"{namespace}/flow")
+        publisher = client.publisher(Image, f"{namespace}/image")
+        assert client.wait_for(lambda: publisher.get_subscription_count() > 0 and node.count_subscribers(f"{namespace}/flow") > 0, 10)
+        _publish(publisher, frames[0], 0)
+        assert client.wait_for(lambda: node.statistics.frames_processed == 1, 30)
+        header = _publish(publisher, frames[1], 1)
+        assert client.wait_for(lambda: messages_with_stamp(flow, header.stamp), 30)
+        assert calls == {"colorize_labels": 0, "flow_to_color": 0, "overlay": 0}
+        colour = client.subscribe(Image, f"{namespace}/flow/color")
+        assert client.wait_for(lambda: node.count_subscribers(f"{namespace}/flow/color") > 0, 10)
+        header = _publish(publisher, frames[2], 2)
+        assert client.wait_for(lambda: messages_with_stamp(colour, header.stamp), 30)
+        assert calls["flow_to_color"] == 1 and calls["colorize_labels"] == 0 and calls["overlay"] == 0
+    finally:
+        client.close()
+        executor.shutdown()
+        spinner.join(5)
+        node.destroy_node()
+        rclpy.try_shutdown(context=context)
