@@ -192,3 +192,17 @@ def test_onnx_export_of_all_wrappers_runs_in_onnxruntime(tiny_model) -> None:
             reference = wrapper(*inputs)
         for got, want in zip(session.run(None, feed), reference):
             np.testing.assert_allclose(got, want.numpy(), atol=1e-4, rtol=1e-4, err_msg=name)
+
+
+@pytest.mark.parametrize("backbone", ["resnet18", pytest.param("resnet50", marks=pytest.mark.slow)])
+def test_segmentation_stride_16_dilates_layer4_of_basic_and_bottleneck_resnets(backbone: str) -> None:
+    from efc_core.model.config import ModelConfig
+    from efc_core.model.encoder import build_backbone
+
+    for stride in (16, 32):
+        encoder, layer4, channels = build_backbone(ModelConfig(backbone=backbone, segmentation_stride=stride))
+        with torch.inference_mode():
+            features = encoder.eval()(torch.randn(1, 3, 64, 64))
+            out = layer4.eval()(features.feat16)
+        assert [f.shape[-1] for f in features.as_tuple()] == [16, 8, 4]
+        assert out.shape == (1, channels, 64 // stride, 64 // stride)
