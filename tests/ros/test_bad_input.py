@@ -24,6 +24,8 @@ from tests.ros.ros_helpers import (  # noqa: F401
     start_node_and_client,
 )
 
+pytestmark = pytest.mark.ros
+
 NAMESPACE = "/efc_bad"
 NODE = f"{NAMESPACE}/efc_perception"
 HEIGHT, WIDTH = 96, 128

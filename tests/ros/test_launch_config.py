@@ -18,6 +18,8 @@ import yaml
 from efc_ros.node_parameters import BACKENDS, PARAMETER_SPECS
 from tests.ros.ros_helpers import REPO_ROOT, RosClient, demo_model, require_loopback_environment  # noqa: F401
 
+pytestmark = pytest.mark.ros
+
 CONFIG = REPO_ROOT / "config" / "perception.yaml"
 LAUNCH = REPO_ROOT / "launch" / "perception.launch.py"
 RVIZ = REPO_ROOT / "rviz" / "perception.rviz"

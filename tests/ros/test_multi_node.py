@@ -20,6 +20,8 @@ from tests.ros.ros_helpers import (  # noqa: F401
     publish_frame,
 )
 
+pytestmark = pytest.mark.ros
+
 HEIGHT, WIDTH = 96, 128
 RAW, COMPRESSED, MULTI = "/efc_cam1", "/efc_cam2", ("/efc_mc1", "/efc_mc2")
 
