@@ -123,7 +123,8 @@ class NodeStatistics:
                 ("pair_resets", str(self.pair_resets)),
             ]
             for stage, (mean, p50, peak) in latencies.items():
-                values += [(f"{stage}_ms_mean", f"{mean:.2f}"), (f"{stage}_ms_p50", f"{p50:.2f}"), (f"{stage}_ms_max", f"{peak:.2f}")]
+                values += [(f"{stage}_ms_mean", f"{mean:.2f}"), (f"{stage}_ms_p50", f"{p50:.2f}"),
+                           (f"{stage}_ms_max", f"{peak:.2f}")]
             values += [(f"errors_{kind}", str(count)) for kind, count in sorted(self.errors_by_kind.items())]
             values.append(("last_error", self.last_error))
             last_input = self._received_times[-1] if self._received_times else None

@@ -117,7 +117,9 @@ def raw_to_rgb(
         raise InputError(f"{encoding} needs an even width (two pixels share chroma), got {width}")
     buffer = np.frombuffer(data, dtype=np.uint8)
     if buffer.size < height * step:
-        raise InputError(f"image data has {buffer.size} bytes, expected height*step = {height}*{step} = {height * step}")
+        raise InputError(
+            f"image data has {buffer.size} bytes, expected height*step = {height}*{step} = {height * step}"
+        )
 
     # Rows of `step` bytes, of which the first `row_bytes` are pixels: a strided view, no copy.
     rows = buffer[: height * step].reshape(height, step)[:, :row_bytes]
@@ -198,7 +200,8 @@ def array_to_image_msg(values: np.ndarray, encoding: str, header: Header) -> Ima
     if values.ndim == 2:
         values = values[:, :, None]
     if values.ndim != 3 or values.shape[2] != channels:
-        raise ValueError(f"{encoding} needs shape (H, W{', ' + str(channels) if channels > 1 else ''}), got {values.shape}")
+        expected = "(H, W)" if channels == 1 else f"(H, W, {channels})"
+        raise ValueError(f"{encoding} needs shape {expected}, got {values.shape}")
     if dtype.kind == "u" and values.dtype != np.uint8:
         raise ValueError(f"{encoding} needs uint8 values, got {values.dtype}")
     height, width = values.shape[:2]
@@ -276,11 +279,8 @@ def _rgb_to_yuv422(rgb: np.ndarray, *, uyvy: bool) -> np.ndarray:
     yuv = rgb.astype(np.float32) @ _RGB_TO_YCBCR_601.T + np.array([16.0, 128.0, 128.0], np.float32)
     luma = yuv[:, :, 0]
     chroma = (yuv[:, 0::2, 1:] + yuv[:, 1::2, 1:]) / 2.0  # (H, W/2, 2): U, V per pair
-    packed = np.empty((rgb.shape[0], rgb.shape[1] // 2, 4), np.float32)
-    if uyvy:
-        packed[..., 0], packed[..., 1], packed[..., 2], packed[..., 3] = chroma[..., 0], luma[:, 0::2], chroma[..., 1], luma[:, 1::2]
-    else:
-        packed[..., 0], packed[..., 1], packed[..., 2], packed[..., 3] = luma[:, 0::2], chroma[..., 0], luma[:, 1::2], chroma[..., 1]
+    u, v, y0, y1 = chroma[..., 0], chroma[..., 1], luma[:, 0::2], luma[:, 1::2]
+    packed = np.stack((u, y0, v, y1) if uyvy else (y0, u, y1, v), axis=-1)  # (H, W/2, 4) bytes per pixel pair
     return np.clip(np.rint(packed), 0, 255).astype(np.uint8).reshape(rgb.shape[0], rgb.shape[1], 2)
 
 

@@ -34,7 +34,8 @@ from efc_ros.perception_node import NODE_NAME, BackendProvider, PerceptionCallba
 class PerceptionLifecycleNode(PerceptionCallbacks, LifecycleNode):
     """The perception node as a managed node: the model is loaded in ``on_configure``."""
 
-    def __init__(self, node_name: str = NODE_NAME, *, backend_provider: BackendProvider | None = None, **node_kwargs: Any) -> None:
+    def __init__(self, node_name: str = NODE_NAME, *, backend_provider: BackendProvider | None = None,
+                 **node_kwargs: Any) -> None:
         """Declare the parameters (``ParameterError`` on bad start-up values); loads nothing yet."""
         super().__init__(node_name, **node_kwargs)
         self._backend_provider = backend_provider

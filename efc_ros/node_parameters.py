@@ -68,24 +68,104 @@ class ParameterSpec:
 
 
 PARAMETER_SPECS: tuple[ParameterSpec, ...] = (
-    ParameterSpec("backend", "onnxruntime", "Inference backend: onnxruntime (CPU/GPU), tensorrt (engine + pycuda) or torch (checkpoint).", read_only=True, choices=BACKENDS),
-    ParameterSpec("model_path", "", "ONNX model, TensorRT engine or checkpoint, with its .json manifest next to it. Empty: the shipped demo model (share/efc_ros/models/efc_demo_tiny.onnx).", read_only=True),
-    ParameterSpec("num_threads", 0, "CPU threads of the onnxruntime/torch backends (0 = library default).", read_only=True, int_range=(0, 256)),
-    ParameterSpec("input_width", 0, "Model input width in pixels (0 = the manifest's size, or the camera size rounded to the pad multiple for dynamic models). Set with input_height.", read_only=True, int_range=(0, 8192)),
-    ParameterSpec("input_height", 0, "Model input height in pixels (0 = model default). Set with input_width.", read_only=True, int_range=(0, 8192)),
-    ParameterSpec("resize_mode", "letterbox", "How camera frames are fitted to the model input: letterbox (keep aspect, pad) or stretch. Undone on the outputs.", read_only=True, choices=RESIZE_MODES),
-    ParameterSpec("streaming", True, "Encode each frame once and reuse the previous frame's features (needs encoder/decoder graphs; falls back to the pair graph).", read_only=True),
-    ParameterSpec("max_frame_gap", 0.5, "Largest time in seconds between two paired frames; larger gaps, time going backwards, frame_id or size changes reset the pair. Frames are paired with the previous *processed* frame, so this must exceed the inference time when the camera is faster than inference.", float_range=(0.001, 3600.0)),
-    ParameterSpec("temporal_fusion", 0.0, "Weight of the previous frame's flow-warped class probabilities in the current segmentation (0 = off).", float_range=(0.0, 0.95)),
-    ParameterSpec("occlusion_threshold", 0.5, "Occlusion probability above which a pixel is published as occluded (255) in the occlusion mask.", float_range=(0.0, 1.0)),
-    ParameterSpec("flow_color_max", 0.0, "Flow magnitude in pixels shown at full colour saturation in flow/color (0 = each frame's own maximum).", float_range=(0.0, 10000.0)),
-    ParameterSpec("overlay_alpha", 0.5, "Opacity of the segmentation colours in the overlay image.", float_range=(0.0, 1.0)),
-    ParameterSpec("publish_occlusion_probability", False, "Also publish occlusion/probability (32FC1)."),
-    ParameterSpec("use_compressed", False, "Subscribe to image/compressed (sensor_msgs/CompressedImage, jpeg or png) instead of image.", read_only=True),
-    ParameterSpec("qos_reliability", "best_effort", "Reliability of the image subscription: best_effort (sensor data, default) or reliable.", read_only=True, choices=QOS_RELIABILITIES),
-    ParameterSpec("qos_depth", 5, "History depth (keep last) of the image subscription and of the output publishers.", read_only=True, int_range=(1, 1000)),
-    ParameterSpec("diagnostics_period", 1.0, "Seconds between two DiagnosticArray messages on /diagnostics.", read_only=True, float_range=(0.1, 60.0)),
-    ParameterSpec("log_throttle_sec", 5.0, "At most one log line per kind of per-frame error in this many seconds (every error is still counted).", float_range=(0.0, 3600.0)),
+    ParameterSpec(
+        "backend", "onnxruntime",
+        "Inference backend: onnxruntime (CPU/GPU), tensorrt (engine + pycuda) or torch (checkpoint).",
+        read_only=True, choices=BACKENDS,
+    ),
+    ParameterSpec(
+        "model_path", "",
+        "ONNX model, TensorRT engine or checkpoint, with its .json manifest next to it. Empty: the shipped "
+        "demo model (share/efc_ros/models/efc_demo_tiny.onnx).",
+        read_only=True,
+    ),
+    ParameterSpec(
+        "num_threads", 0,
+        "Intra-op CPU threads of the onnxruntime backend (0 = library default: all cores).",
+        read_only=True, int_range=(0, 256),
+    ),
+    ParameterSpec(
+        "input_width", 0,
+        "Model input width in pixels (0 = the manifest's size, or the camera size rounded to the pad multiple "
+        "for dynamic models). Set with input_height.",
+        read_only=True, int_range=(0, 8192),
+    ),
+    ParameterSpec(
+        "input_height", 0,
+        "Model input height in pixels (0 = model default). Set with input_width.",
+        read_only=True, int_range=(0, 8192),
+    ),
+    ParameterSpec(
+        "resize_mode", "letterbox",
+        "How camera frames are fitted to the model input: letterbox (keep aspect, pad) or stretch. Undone on "
+        "the outputs.",
+        read_only=True, choices=RESIZE_MODES,
+    ),
+    ParameterSpec(
+        "streaming", True,
+        "Encode each frame once and reuse the previous frame's features (needs encoder/decoder graphs; falls "
+        "back to the pair graph).",
+        read_only=True,
+    ),
+    ParameterSpec(
+        "max_frame_gap", 0.5,
+        "Largest time in seconds between two paired frames; larger gaps, time going backwards, frame_id or "
+        "size changes reset the pair. Frames are paired with the previous *processed* frame, so this must "
+        "exceed the inference time when the camera is faster than inference.",
+        float_range=(0.001, 3600.0),
+    ),
+    ParameterSpec(
+        "temporal_fusion", 0.0,
+        "Weight of the previous frame's flow-warped class probabilities in the current segmentation (0 = "
+        "off).",
+        float_range=(0.0, 0.95),
+    ),
+    ParameterSpec(
+        "occlusion_threshold", 0.5,
+        "Occlusion probability above which a pixel is published as occluded (255) in the occlusion mask.",
+        float_range=(0.0, 1.0),
+    ),
+    ParameterSpec(
+        "flow_color_max", 0.0,
+        "Flow magnitude in pixels shown at full colour saturation in flow/color (0 = each frame's own "
+        "maximum).",
+        float_range=(0.0, 10000.0),
+    ),
+    ParameterSpec(
+        "overlay_alpha", 0.5,
+        "Opacity of the segmentation colours in the overlay image.",
+        float_range=(0.0, 1.0),
+    ),
+    ParameterSpec(
+        "publish_occlusion_probability", False,
+        "Also publish occlusion/probability (32FC1).",
+    ),
+    ParameterSpec(
+        "use_compressed", False,
+        "Subscribe to image/compressed (sensor_msgs/CompressedImage, jpeg or png) instead of image.",
+        read_only=True,
+    ),
+    ParameterSpec(
+        "qos_reliability", "best_effort",
+        "Reliability of the image subscription: best_effort (sensor data, default) or reliable.",
+        read_only=True, choices=QOS_RELIABILITIES,
+    ),
+    ParameterSpec(
+        "qos_depth", 5,
+        "History depth (keep last) of the image subscription and of the output publishers.",
+        read_only=True, int_range=(1, 1000),
+    ),
+    ParameterSpec(
+        "diagnostics_period", 1.0,
+        "Seconds between two DiagnosticArray messages on /diagnostics.",
+        read_only=True, float_range=(0.1, 60.0),
+    ),
+    ParameterSpec(
+        "log_throttle_sec", 5.0,
+        "At most one log line per kind of per-frame error in this many seconds (every error is still "
+        "counted).",
+        float_range=(0.0, 3600.0),
+    ),
 )
 
 SPECS_BY_NAME: dict[str, ParameterSpec] = {spec.name: spec for spec in PARAMETER_SPECS}

@@ -61,7 +61,10 @@ class NonFiniteOutputError(BackendError):
 
 #: Error class -> the kind counted in diagnostics and used as logger name (first match wins).
 _ERROR_KINDS: tuple[tuple[type, str], ...] = (
-    (NonFiniteOutputError, "non_finite_output"), (InputError, "input"), (ModelError, "model"), (BackendError, "backend"),
+    (NonFiniteOutputError, "non_finite_output"),
+    (InputError, "input"),
+    (ModelError, "model"),
+    (BackendError, "backend"),
 )
 
 
@@ -100,7 +103,8 @@ class OutputPublishers:
     """The node's output topics; colour images are computed only while someone subscribes."""
 
     def __init__(self, node: Node, manifest: Any, *, depth: int) -> None:
-        """Create the publishers on ``node`` (reliable, keep last ``depth``: matches best-effort and reliable subscribers)."""
+        """Create the publishers on ``node``: reliable, keep last ``depth`` (matches best-effort and reliable
+        subscribers alike)."""
         qos = QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
         self.palette = np.asarray(manifest.palette, dtype=np.uint8)  # (K, 3) RGB per class id
         self.segmentation = node.create_publisher(Image, "segmentation", qos)
@@ -119,7 +123,8 @@ class OutputPublishers:
                           self.flow_prev_stamp, self.occlusion, self.occlusion_probability):
             node.destroy_publisher(publisher)
 
-    def publish(self, result: PerceptionResult, rgb: np.ndarray, header: Header, settings: PerceptionParameters) -> None:
+    def publish(self, result: PerceptionResult, rgb: np.ndarray, header: Header,
+                settings: PerceptionParameters) -> None:
         """Publish one frame's outputs, all with ``header`` (the input image's stamp and frame_id).
 
         Args:
@@ -178,7 +183,8 @@ class PerceptionCallbacks:
         reliability, depth = self.settings.qos_reliability, self.settings.qos_depth
         input_qos = self._input_qos(reliability, depth)
         if self.settings.use_compressed:
-            self._subscription = self.create_subscription(CompressedImage, "image/compressed", self._on_image, input_qos)
+            self._subscription = self.create_subscription(
+                CompressedImage, "image/compressed", self._on_image, input_qos)
         else:
             self._subscription = self.create_subscription(Image, "image", self._on_image, input_qos)
         self._diagnostics_timer = self.create_timer(self.settings.diagnostics_period, self._publish_diagnostics)
@@ -283,7 +289,8 @@ class PerceptionCallbacks:
         before_publish = time.perf_counter()
         self._outputs.publish(result, rgb, header, settings)
         done = time.perf_counter()
-        timings = {stage: result.timings_ms.get(stage, float("nan")) for stage in ("preprocess", "inference", "postprocess")}
+        timings = {stage: result.timings_ms.get(stage, float("nan"))
+                   for stage in ("preprocess", "inference", "postprocess")}
         timings.update(decode=(decoded - start) * 1e3, publish=(done - before_publish) * 1e3,
                        end_to_end=(done - frame.received) * 1e3)
         self.statistics.record_processed(timings, pair_reset=result.flow is None)
@@ -291,8 +298,9 @@ class PerceptionCallbacks:
             # Throttled: when inference takes longer than max_frame_gap, every processed frame resets
             # (latest-frame-wins pairs consecutive *processed* frames).
             self._logger_for("pairing").info(
-                f"no flow for {header.frame_id!r} {_stamp_ns(header.stamp)} ns: pair reset ({result.pair_reset_reason}); "
-                f"resets so far: {self.statistics.pair_resets}", throttle_duration_sec=max(settings.log_throttle_sec, 1e-3))
+                f"no flow for {header.frame_id!r} {_stamp_ns(header.stamp)} ns: pair reset "
+                f"({result.pair_reset_reason}); resets so far: {self.statistics.pair_resets}",
+                throttle_duration_sec=max(settings.log_throttle_sec, 1e-3))
 
     def _check_finite(self, result: PerceptionResult) -> None:
         for name in ("flow", "occlusion"):
@@ -333,7 +341,8 @@ class PerceptionCallbacks:
 class PerceptionNode(PerceptionCallbacks, Node):
     """rclpy node around one ``efc_core.perceptor.Perceptor`` (see the module docstring for topics)."""
 
-    def __init__(self, node_name: str = NODE_NAME, *, backend_provider: BackendProvider | None = None, **node_kwargs: Any) -> None:
+    def __init__(self, node_name: str = NODE_NAME, *, backend_provider: BackendProvider | None = None,
+                 **node_kwargs: Any) -> None:
         """Declare parameters, load the model and start the worker.
 
         Args:
