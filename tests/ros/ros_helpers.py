@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -59,7 +60,12 @@ def demo_model(request: pytest.FixtureRequest) -> Path:
         partial = folder.with_name(f"{folder.name}.partial-{os.getpid()}")
         partial.mkdir(parents=True)
         export_test_model(partial, partial / TEST_MODEL_FILE)
-        os.replace(partial, folder)
+        try:
+            os.replace(partial, folder)
+        except OSError:  # another test process finished the same export first
+            if not folder.is_dir():
+                raise
+            shutil.rmtree(partial, ignore_errors=True)
     return folder / TEST_MODEL_FILE
 
 
