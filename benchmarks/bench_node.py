@@ -267,10 +267,12 @@ def main(argv: list[str] | None = None) -> int:
                                     if k.startswith("frames_") or k in ("backend", "precision", "errors")}
     finally:
         bench.close()
-    results["overhead_ratio_p50"] = {
-        phase: results[f"lockstep_ms_{phase}"]["node"]["p50"] / results[f"lockstep_ms_{phase}"]["bare_perceptor"]["p50"]
-        for phase in ("without_colour", "with_colour")
-    }
+    for statistic in ("p50", "mean"):
+        results[f"overhead_ratio_{statistic}"] = {
+            phase: results[f"lockstep_ms_{phase}"]["node"][statistic]
+            / results[f"lockstep_ms_{phase}"]["bare_perceptor"][statistic]
+            for phase in ("without_colour", "with_colour")
+        }
     print(json.dumps(results, indent=2))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
