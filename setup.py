@@ -27,6 +27,8 @@ setup(
     entry_points={
         "console_scripts": [
             "perception_node = efc_ros.perception_node:main",
+            "perception_lifecycle_node = efc_ros.lifecycle_node:main",
+            "multi_camera_node = efc_ros.multi_camera:main",
             "efc = efc_ros.cli:main",
         ],
     },

@@ -30,39 +30,39 @@ def small_bag(tmp_path_factory) -> Path:
     return make_synthetic_bag(tmp_path_factory.mktemp("bags") / "camera", SyntheticBagOptions(width=64, height=48, num_frames=4, storage="mcap"))
 
 
-def test_missing_bag(tmp_path, onnx_model) -> None:
-    result = run_efc("bag", "process", tmp_path / "nope", tmp_path / "out", "--model", onnx_model)
+def test_missing_bag(tmp_path, demo_model) -> None:
+    result = run_efc("bag", "process", tmp_path / "nope", tmp_path / "out", "--model", demo_model)
     assert_one_line_failure(result, "bag not found")
     assert not (tmp_path / "out").exists()
 
 
-def test_corrupt_bag(tmp_path, small_bag, onnx_model) -> None:
+def test_corrupt_bag(tmp_path, small_bag, demo_model) -> None:
     corrupt = tmp_path / "corrupt"
     corrupt.mkdir()
     for source in small_bag.iterdir():
         data = source.read_bytes()
         # Keep the metadata, cut the storage file in half: a recording killed mid-write.
         (corrupt / source.name).write_bytes(data if source.suffix == ".yaml" else data[: len(data) // 2])
-    result = run_efc("bag", "process", corrupt, tmp_path / "out", "--model", onnx_model)
+    result = run_efc("bag", "process", corrupt, tmp_path / "out", "--model", demo_model)
     assert_one_line_failure(result)
     assert not (tmp_path / "out").exists()
     assert not any(p.name.startswith(".out.") for p in tmp_path.iterdir()), "staging folder left behind"
 
 
-def test_missing_topic(tmp_path, small_bag, onnx_model) -> None:
-    result = run_efc("bag", "process", small_bag, tmp_path / "out", "--model", onnx_model, "--topic", "/front/image")
+def test_missing_topic(tmp_path, small_bag, demo_model) -> None:
+    result = run_efc("bag", "process", small_bag, tmp_path / "out", "--model", demo_model, "--topic", "/front/image")
     assert_one_line_failure(result, "/front/image", "not in bag")
     assert not (tmp_path / "out").exists()
 
 
-def test_wrong_message_type(tmp_path, onnx_model) -> None:
+def test_wrong_message_type(tmp_path, demo_model) -> None:
     bag = tmp_path / "strings"
     string_type = TYPESTORE.types["std_msgs/msg/String"]
     with BagOutput(bag, storage="sqlite3") as output:
         output.write("/camera/image_raw", string_type(data="not an image"), 1)
-    result = run_efc("bag", "process", bag, tmp_path / "out", "--model", onnx_model, "--topic", "/camera/image_raw")
+    result = run_efc("bag", "process", bag, tmp_path / "out", "--model", demo_model, "--topic", "/camera/image_raw")
     assert_one_line_failure(result, "std_msgs/msg/String")
-    no_topic = run_efc("bag", "process", bag, tmp_path / "out", "--model", onnx_model)
+    no_topic = run_efc("bag", "process", bag, tmp_path / "out", "--model", demo_model)
     assert_one_line_failure(no_topic, "no sensor_msgs/Image")
 
 

@@ -32,7 +32,7 @@ def camera_bag(tmp_path_factory) -> Path:
     return make_synthetic_bag(tmp_path_factory.mktemp("bags") / "camera", SyntheticBagOptions(num_frames=8, seed=5, **SIZE))
 
 
-def test_process_pairs_by_header_stamp_even_when_bag_order_is_shuffled(tmp_path, camera_bag, onnx_model) -> None:
+def test_process_pairs_by_header_stamp_even_when_bag_order_is_shuffled(tmp_path, camera_bag, demo_model) -> None:
     # Rewrite the camera topic with receive times that swap neighbouring frames.
     with open_bag(camera_bag) as reader:
         frames = [m for m in read_messages(reader, [CAMERA_TOPIC])]
@@ -41,14 +41,14 @@ def test_process_pairs_by_header_stamp_even_when_bag_order_is_shuffled(tmp_path,
     with BagOutput(shuffled, storage="sqlite3") as output:
         for rank, index in enumerate(order):
             output.write(CAMERA_TOPIC, frames[index].message, frames[0].bag_time_ns + rank * 1000)
-    perceptor = Perceptor(create_backend("onnxruntime", onnx_model))
+    perceptor = Perceptor(create_backend("onnxruntime", demo_model))
     stats = process_bag(shuffled, tmp_path / "out", perceptor)
     assert stats.frames == 8 and stats.pairs == 7
     assert stats.reordered > 0
     assert set(stats.pair_resets) <= {"first frame"}, stats.pair_resets
 
     # The flow for each stamp equals the Perceptor run on the frames in stamp order.
-    reference = Perceptor(create_backend("onnxruntime", onnx_model))
+    reference = Perceptor(create_backend("onnxruntime", demo_model))
     expected = {}
     for item in frames:
         stamp = stamp_to_ns(item.message.header.stamp)
@@ -106,8 +106,8 @@ def test_eval_reports_the_known_epe_of_a_shifted_flow(tmp_path, camera_bag) -> N
         assert (tmp_path / "report" / name).stat().st_size > 0
 
 
-def test_process_cli_writes_outputs_and_colour_topics(tmp_path, camera_bag, onnx_model) -> None:
-    result = run_efc("bag", "process", camera_bag, tmp_path / "out", "--model", onnx_model, "--json", tmp_path / "stats.json")
+def test_process_cli_writes_outputs_and_colour_topics(tmp_path, camera_bag, demo_model) -> None:
+    result = run_efc("bag", "process", camera_bag, tmp_path / "out", "--model", demo_model, "--json", tmp_path / "stats.json")
     assert result.returncode == 0, result.stderr
     stats = json.loads((tmp_path / "stats.json").read_text())
     assert stats["frames"] == 8 and stats["pairs"] == 7

@@ -149,17 +149,19 @@ def exported(checkpoints):
 
 
 @pytest.mark.slow
-def test_export_then_verify_passes_and_other_checkpoint_fails(checkpoints, exported):
+def test_export_then_verify_passes_and_other_checkpoint_fails(checkpoints, exported, shared_data):
     folder, (checkpoint, other) = checkpoints
     manifest = json.loads((folder / "seed0.json").read_text())
     assert (manifest["input_height"], manifest["input_width"]) == (64, 128) and manifest["graphs"] == {"single": "seed0.onnx"}
 
     report_path = folder / "verify.json"
-    same = efc("verify", checkpoint, exported, "--synthetic", "2", "--size", "150x100", "--json", report_path)
+    # Real frames (Middlebury RubberWhale 584x388), resized to 150x100 and letterboxed to 128x64.
+    frames = shared_data / "middlebury-rubberwhale"
+    same = efc("verify", checkpoint, exported, "--images", frames, "--size", "150x100", "--json", report_path)
     assert same.returncode == 0, same.stdout + same.stderr
     report = json.loads(report_path.read_text())
     assert report["passed"] and report["backend_a"] == "torch" and report["backend_b"] == "onnxruntime"
-    assert report["model_size"] == [64, 128]  # letterboxed into the fixed export's size
+    assert report["model_size"] == [64, 128] and report["image_size"] == [100, 150] and report["pairs"] == 1
     assert report["logits_max_abs"] < 1e-3 and report["flow_epe_mean"] < 0.01 and report["label_agreement"] > 0.999
     assert "PASS" in same.stdout
 

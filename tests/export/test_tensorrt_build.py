@@ -143,6 +143,9 @@ def test_layer_precision_decisions():
     assert decide("CONVOLUTION", "/encoder/layer1/Conv") is None
     assert decide("ELEMENTWISE", "/flow_decoder/Add_1", dtypes=("INT32",)) is None  # shape arithmetic
     assert decide("SHAPE", "/flow_decoder/Shape") is None
+    # A cast from an integer index tensor keeps its declared types.
+    assert layer_precision("CAST", "/flow_decoder/Add_1", ["FLOAT"], input_dtypes=["INT64"], precision="fp16",
+                           fp32_nodes=fp32_nodes) is None
     assert decide("GRID_SAMPLE", "x", precision="fp32") is None  # nothing to pin in FP32 engines
     # INT8: flow branch stays FP16, segmentation is left to the calibrated INT8 choice.
     assert decide("CONVOLUTION", "/flow_decoder/estimator/Conv", precision="int8") == "fp16"

@@ -1,4 +1,4 @@
-"""Helpers for the ROS tests: a demo model, the node in a subprocess, and an rclpy test client.
+"""Helpers for the ROS tests: the node in a subprocess and an rclpy test client.
 
 Every process that starts rclpy here runs on loopback (tests/conftest.py sets the environment;
 ``require_loopback_environment`` refuses to start anything without it).
@@ -6,9 +6,7 @@ Every process that starts rclpy here runs on loopback (tests/conftest.py sets th
 
 from __future__ import annotations
 
-import hashlib
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -20,11 +18,7 @@ from typing import Any, Callable
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SHIPPED_MODEL = REPO_ROOT / "models" / "efc_demo_tiny.onnx"
 NODE_NAME = "efc_perception"
-#: (height, width) of the model exported when the shipped demo model is absent: small, for speed.
-TEST_MODEL_SIZE = (128, 128)
-TEST_MODEL_FILE = "efc_test_tiny.onnx"
 
 
 def require_loopback_environment() -> None:
@@ -33,56 +27,6 @@ def require_loopback_environment() -> None:
         pytest.fail("ROS tests need ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST and ROS_LOCALHOST_ONLY=1")
     if not os.environ.get("ROS_DOMAIN_ID"):
         pytest.fail("ROS tests need a ROS_DOMAIN_ID of their own")
-
-
-def _model_code_digest() -> str:
-    """Hash of the code that defines and exports the model: a cached export is reused only while it is unchanged."""
-    digest = hashlib.sha256()
-    for path in sorted((REPO_ROOT / "efc_core" / "model").glob("*.py")) + [REPO_ROOT / "efc_core" / "export" / "onnx_export.py",
-                                                                            REPO_ROOT / "efc_core" / "manifest.py"]:
-        digest.update(path.read_bytes())
-    digest.update(repr(TEST_MODEL_SIZE).encode())
-    return digest.hexdigest()[:16]
-
-
-@pytest.fixture(scope="session")
-def demo_model(request: pytest.FixtureRequest) -> Path:
-    """Path of an ONNX model with its manifest: the shipped demo model, else a tiny export.
-
-    The export (about 30 s on the 2-core CI machine) is cached in pytest's cache folder, keyed by
-    the model and export code.
-    """
-    if SHIPPED_MODEL.is_file() and SHIPPED_MODEL.with_suffix(".json").is_file():
-        return SHIPPED_MODEL
-    folder = Path(request.config.cache.mkdir("efc_ros_test_model")) / _model_code_digest()
-    if not folder.is_dir():
-        # Export next to it and rename: an interrupted export never looks like a finished one.
-        partial = folder.with_name(f"{folder.name}.partial-{os.getpid()}")
-        partial.mkdir(parents=True)
-        export_test_model(partial, partial / TEST_MODEL_FILE)
-        try:
-            os.replace(partial, folder)
-        except OSError:  # another test process finished the same export first
-            if not folder.is_dir():
-                raise
-            shutil.rmtree(partial, ignore_errors=True)
-    return folder / TEST_MODEL_FILE
-
-
-def export_test_model(folder: Path, path: Path) -> None:
-    """Export an untrained ``tiny`` model for the synthetic classes to ``path`` (+ manifest, encoder, decoder)."""
-    torch = pytest.importorskip("torch")
-    from efc_core.data.synthetic import SYNTHETIC_CLASS_NAMES, SYNTHETIC_PALETTE
-    from efc_core.export.onnx_export import export_onnx
-    from efc_core.model import build_model
-    from efc_core.model.checkpoint import save_checkpoint
-
-    torch.manual_seed(0)
-    torch.set_num_threads(1)
-    model = build_model("tiny", num_classes=len(SYNTHETIC_CLASS_NAMES)).eval()
-    checkpoint = save_checkpoint(folder / "tiny.pt", model, train_config={}, step=0, metrics={},
-                                 class_names=list(SYNTHETIC_CLASS_NAMES), palette=SYNTHETIC_PALETTE.tolist())
-    export_onnx(checkpoint, path, height=TEST_MODEL_SIZE[0], width=TEST_MODEL_SIZE[1])
 
 
 def node_arguments(parameters: dict[str, Any], *, namespace: str | None = None, name: str | None = None,

@@ -14,10 +14,9 @@ import pytest
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
-from tests.ros.ros_helpers import (  # noqa: F401
+from tests.ros.ros_helpers import (
     NodeProcess,
     RosClient,
-    demo_model,
     frame_stamp,
     messages_with_stamp,
     publish_frame,

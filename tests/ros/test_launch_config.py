@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from efc_ros.node_parameters import BACKENDS, PARAMETER_SPECS
-from tests.ros.ros_helpers import REPO_ROOT, RosClient, demo_model, require_loopback_environment  # noqa: F401
+from tests.ros.ros_helpers import REPO_ROOT, RosClient, require_loopback_environment
 
 pytestmark = pytest.mark.ros
 

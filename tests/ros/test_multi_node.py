@@ -11,10 +11,9 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
 from efc_ros.image_conversions import image_msg_to_array, rgb_to_compressed_msg
-from tests.ros.ros_helpers import (  # noqa: F401
+from tests.ros.ros_helpers import (
     NodeProcess,
     RosClient,
-    demo_model,
     frame_stamp,
     messages_with_stamp,
     publish_frame,

@@ -21,7 +21,7 @@ from efc_ros.node_parameters import (
     PerceptionParameters,
     check_parameter_changes,
 )
-from tests.ros.ros_helpers import NodeProcess, RosClient, demo_model, frame_stamp, messages_with_stamp, stamp_ns  # noqa: F401
+from tests.ros.ros_helpers import NodeProcess, RosClient, frame_stamp, messages_with_stamp, stamp_ns
 
 NAMESPACE = "/efc_test"
 HEIGHT, WIDTH, NUM_FRAMES = 96, 128, 5

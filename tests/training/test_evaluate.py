@@ -110,8 +110,9 @@ def test_cli_writes_the_metrics_of_a_checkpoint(tmp_path: Path) -> None:
     checkpoint = save_checkpoint(tmp_path / "model.pt", model, train_config=to_dict(config), step=0, metrics={},
                                  class_names=SYNTHETIC_CLASS_NAMES[:4], palette=SYNTHETIC_PALETTE[:4])
     output = tmp_path / "metrics.json"
+    shipped = tmp_path / "shipped.pt"
     assert main([str(checkpoint), "--dataset", "synthetic", "--num-sequences", "1", "--output", str(output),
-                 "--num-threads", "1"]) == 0
+                 "--num-threads", "1", "--ship", str(shipped)]) == 0
     written = json.loads(output.read_text())
     # The CLI evaluates the generator settings the checkpoint was trained with.
     dataset = SyntheticVideoDataset(split="val", num_sequences=1, seed=2, height=64, width=64, num_frames=3,
@@ -121,3 +122,9 @@ def test_cli_writes_the_metrics_of_a_checkpoint(tmp_path: Path) -> None:
     for key in ("miou", "epe", "epe_noc", "fl_all", "zero_flow_epe", "occlusion_f1", "tc_own_flow", "tc_gt_flow"):
         assert written[key] == pytest.approx(expected[key], rel=1e-5), key
     assert set(written["iou"]) == set(SYNTHETIC_CLASS_NAMES[:4])
+    # The shipped copy: same weights, the metrics just measured, no optimiser state.
+    from efc_core.model.checkpoint import load_model
+
+    reloaded, state = load_model(shipped)
+    assert state["optimizer_state"] is None and state["metrics"]["miou"] == written["miou"]
+    assert all(torch.equal(a, b) for a, b in zip(reloaded.state_dict().values(), model.state_dict().values()))
