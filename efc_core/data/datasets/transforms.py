@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import torch
 import torchvision.transforms as tv_transforms
-import torchvision.transforms.functional as tv_functional
+import torchvision.transforms.v2.functional as tv_functional
 
 from efc_core.contract import IGNORE_LABEL
 from efc_core.data.datasets.sample import (
@@ -185,7 +185,8 @@ class RandomHorizontalFlip:
 
 
 class PhotometricJitter:
-    """Brightness / contrast / saturation / hue jitter (torchvision ``ColorJitter`` ranges).
+    """Brightness / contrast / saturation / hue jitter (torchvision ``ColorJitter`` ranges and draw,
+    applied with ``torchvision.transforms.v2.functional``, whose hue shift is about twice as fast).
 
     The same draw is applied to both frames, except with probability ``asymmetric_p`` where each
     frame gets its own. Asymmetric jitter breaks brightness constancy, which the photometric loss
