@@ -116,6 +116,18 @@ def test_rosbag_gap_splits_sequences_and_compressed_images(tmp_path) -> None:
             np.testing.assert_array_equal(first_pixels(dataset[index]), frames[4 + pair.first])
 
 
+def test_rosbag_dataset_in_loader_workers(tmp_path) -> None:
+    """Each DataLoader worker opens its own bag reader (the reader is not pickled)."""
+    frames = [textured_frame(i) for i in range(5)]
+    bag = tmp_path / "bag"
+    write_image_bag(bag, frames, [10**9 + i * 10**8 for i in range(5)])
+    dataset = build_dataset("rosbag", str(bag), "train", topic=TOPIC, pairs={"max_gap": 1, "directions": [1]})
+    dataset[0]  # the parent process has an open reader now; workers must not inherit it
+    loader = torch.utils.data.DataLoader(dataset, batch_size=1, num_workers=2)
+    for pair, batch in zip(dataset.pairs, loader):
+        np.testing.assert_array_equal(first_pixels({"image1": batch["image1"][0]}), frames[pair.first])
+
+
 def test_rosbag_unknown_topic_lists_image_topics(tmp_path) -> None:
     bag = tmp_path / "bag"
     write_image_bag(bag, [textured_frame(0), textured_frame(1)], [1, 2])
