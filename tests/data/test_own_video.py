@@ -45,14 +45,16 @@ def image_message(typestore, frame_rgb: np.ndarray, stamp_ns: int, encoding: str
 
 
 def write_image_bag(path: Path, frames: list[np.ndarray], stamps_ns: list[int], encoding: str = "rgb8",
-                    row_padding: int = 0, compressed: bool = False, log_order: list[int] | None = None) -> None:
-    """A rosbag2 (sqlite3, version 8, Humble types) with one image topic; messages logged in ``log_order``."""
-    from rosbags.rosbag2 import Writer
+                    row_padding: int = 0, compressed: bool = False, log_order: list[int] | None = None,
+                    storage: str = "sqlite3") -> None:
+    """A rosbag2 (version 8, Humble types) with one image topic; messages logged in ``log_order``."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
     from rosbags.typesys import Stores, get_typestore
 
     typestore = get_typestore(Stores.ROS2_HUMBLE)
     msgtype = "sensor_msgs/msg/CompressedImage" if compressed else "sensor_msgs/msg/Image"
-    with Writer(path, version=8) as writer:
+    plugin = {"sqlite3": StoragePlugin.SQLITE3, "mcap": StoragePlugin.MCAP}[storage]
+    with Writer(path, version=8, storage_plugin=plugin) as writer:
         connection = writer.add_connection(TOPIC, msgtype, typestore=typestore)
         other = writer.add_connection("/chatter", "std_msgs/msg/String", typestore=typestore)
         for k, index in enumerate(log_order or range(len(frames))):
@@ -102,12 +104,13 @@ def test_rosbag_pixels_and_pair_order(tmp_path, encoding: str, padding: int) -> 
         assert sample["frame_gap"].item() == pair.gap
 
 
-def test_rosbag_gap_splits_sequences_and_compressed_images(tmp_path) -> None:
+@pytest.mark.parametrize("storage", ["sqlite3", "mcap"])
+def test_rosbag_gap_splits_sequences_and_compressed_images(tmp_path, storage: str) -> None:
     frames = [textured_frame(i) for i in range(7)]
     stamps = [0, 1, 2, 3, 20, 21, 22]
     stamps = [10**9 + s * 100_000_000 for s in stamps]  # a 1.6 s dropout after frame 3
     bag = tmp_path / "bag"
-    write_image_bag(bag, frames, stamps, compressed=True)
+    write_image_bag(bag, frames, stamps, compressed=True, storage=storage)
     dataset = build_dataset("rosbag", str(bag), "train", topic=TOPIC, max_gap_s=0.5)
     assert [len(s) for s in dataset.source.sequences] == [4, 3]
     for index, pair in enumerate(dataset.pairs):

@@ -52,3 +52,12 @@ def test_camvid_and_kitti_recipe_options(tmp_path) -> None:
     data = load_config(CONFIGS / "kitti_flow_finetune.yaml").data
     val = build_dataset(data.dataset, str(tmp_path / "kitti"), data.val_split, **data.options)
     assert val[0]["flow_fw"].shape == (2, 320, 1024) and torch.any(val[0]["flow_valid"])
+
+
+def test_build_dataset_synthetic_and_unknown_names() -> None:
+    sample = build_dataset("synthetic", None, "val", num_sequences=1, height=64, width=64, num_frames=3)[0]
+    assert sample["image1"].shape == (3, 64, 64) and sample["has_flow"]
+    with pytest.raises(ValueError, match="unknown dataset"):
+        build_dataset("imagenet", "/tmp", "train")
+    with pytest.raises(ValueError, match="topic"):
+        build_dataset("rosbag", "/tmp/none", "train")
