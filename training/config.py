@@ -44,6 +44,10 @@ class SyntheticDataSection:
     min_gap: int = 1
     max_gap: int = 5
     labelled_anchor_fraction: float = 0.5
+    min_objects: int = 2
+    max_objects: int = 8
+    max_translation: float = 6.0
+    background_motion: float = 3.0
     noise_std: float = 0.0
     brightness_change: float = 0.0
     cache_size: int = 64
@@ -95,6 +99,8 @@ class ScheduleSection:
     min_lr_ratio: float = 0.0
     stage2_start_step: int = 150
     fb_check_start_step: int | None = None
+    #: Stop (and write ``final.pt``) after this much training wall time, for shared machines.
+    max_wall_minutes: float | None = None
 
 
 @dataclass

@@ -152,6 +152,9 @@ def build_eval_dataset(checkpoint: dict[str, Any], name: str, root: str | None, 
             num_frames=synth.get("num_frames", 8), label_every=synth.get("label_every", 1),
             num_classes=model_classes, noise_std=synth.get("noise_std", 0.0),
             brightness_change=synth.get("brightness_change", 0.0),
+            # Same scene statistics as training (older configs lack these keys: generator defaults).
+            **{key: synth[key] for key in ("min_objects", "max_objects", "max_translation", "background_motion")
+               if key in synth},
         )
     from efc_core.data.datasets import build_dataset
 
@@ -169,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--num-threads", type=int, default=0)
     parser.add_argument("--output", default=None, help="metrics JSON path")
+    parser.add_argument("--ship", default=None, metavar="PATH",
+                        help="also write a shippable copy of the checkpoint: these metrics, no optimiser state")
     args = parser.parse_args(argv)
     if args.num_threads > 0:
         torch.set_num_threads(args.num_threads)
@@ -187,7 +192,25 @@ def main(argv: list[str] | None = None) -> int:
     if args.output:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         Path(args.output).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    if args.ship:
+        ship_checkpoint(state, metrics, args.ship)
     return 0
+
+
+def ship_checkpoint(state: dict[str, Any], metrics: dict[str, Any], path: str | Path) -> Path:
+    """Write ``state`` with ``metrics`` and without optimiser / scheduler / scaler state.
+
+    The training state triples a small model's file and is useless to users; everything
+    ``load_model`` and the exporter read (config, weights, classes, palette, git revision, training
+    config) is kept as is.
+    """
+    shipped = dict(state)
+    shipped.update(optimizer_state=None, scheduler_state=None, scaler_state=None, metrics=metrics)
+    shipped["extra"] = {k: v for k, v in (state.get("extra") or {}).items() if k != "torch_rng_state"}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(shipped, path)
+    return path
 
 
 if __name__ == "__main__":

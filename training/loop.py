@@ -114,6 +114,8 @@ def build_datasets(config: TrainConfig) -> tuple[Dataset, Dataset | None]:
             seed=config.seed, height=synth.height, width=synth.width, num_frames=synth.num_frames,
             label_every=synth.label_every, num_classes=config.model.num_classes,
             noise_std=synth.noise_std, brightness_change=synth.brightness_change, cache_size=synth.cache_size,
+            min_objects=synth.min_objects, max_objects=synth.max_objects,
+            max_translation=synth.max_translation, background_motion=synth.background_motion,
         )
         train = SyntheticVideoDataset(
             split="train", num_sequences=synth.train_sequences, pairs_per_sequence=synth.pairs_per_sequence,

@@ -69,6 +69,7 @@ class Trainer:
         self.use_amp = config.amp and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         self.step = 0
+        self._last_eval: tuple[int, dict[str, Any]] = (-1, {})
         if resume is not None:
             self._restore(resume)
         self.network = self.context.wrap(self.model, config.distributed.find_unused_parameters)
@@ -128,7 +129,8 @@ class Trainer:
         supervised = self.config.loss.supervised_flow
         self.network.train()
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
-            output = self.network(normalise_images(batch["image1"]), normalise_images(batch["image2"]))
+            output = self.network(normalise_images(batch["image1"]), normalise_images(batch["image2"]),
+                                  with_flow=_needs_flow(weights, loss_config))
         # Losses in float32 on [0, 1] images (census/SSIM are not fp16-safe).
         losses = compute_losses(
             _to_float(output), batch["image1"], batch["image2"], batch["label1"], batch["label2"],
@@ -176,12 +178,17 @@ class Trainer:
                     self.save(f"checkpoint_{self.step:07d}.pt")
                 if config.logging.eval_every and self.step % config.logging.eval_every == 0:
                     self._evaluate()
-                if self.step >= total_steps:
+                if self.step >= total_steps or self._out_of_time(started):
                     break
+            if self._out_of_time(started):
+                break
         elapsed = time.perf_counter() - started
         if progress is not None:
             progress.close()
-        metrics = self._evaluate() if config.logging.eval_every else {}
+        metrics = {}
+        if config.logging.eval_every:
+            last_step, last_metrics = self._last_eval
+            metrics = last_metrics if last_step == self.step else self._evaluate()
         final = self.save("final.pt", metrics)
         if self.writer is not None:
             self.writer.close()
@@ -191,6 +198,10 @@ class Trainer:
             "metrics": metrics, "train_seconds": elapsed,
             "pairs_per_second": pairs / elapsed if elapsed > 0 else math.nan,
         }
+
+    def _out_of_time(self, started: float) -> bool:
+        limit = self.config.schedule.max_wall_minutes
+        return limit is not None and time.perf_counter() - started > 60.0 * limit
 
     def _log(self, losses: dict[str, float], progress: Any) -> None:
         if progress is not None:
@@ -210,11 +221,18 @@ class Trainer:
 
         metrics = evaluate_model(self.model, self.val_set, device=self.device,
                                  class_names=class_info(self.config)[0])
+        self._last_eval = (self.step, metrics)
         if self.writer is not None:
             for name in ("miou", "epe", "occlusion_f1", "tc_own_flow"):
                 if isinstance(metrics.get(name), (int, float)):
                     self.writer.add_scalar(f"val/{name}", metrics[name], self.step)
         return metrics
+
+
+def _needs_flow(weights: Any, loss_config: Any) -> bool:
+    """Whether any active loss term uses the flow branch (seg-only runs skip it)."""
+    flow_terms = (weights.photometric, weights.smoothness, weights.occlusion, weights.temporal)
+    return any(w > 0 for w in flow_terms) or (loss_config.supervised_flow and weights.supervised_flow > 0)
 
 
 def _to_float(output: Any) -> Any:

@@ -66,7 +66,7 @@ def test_supervised_flow_has_one_switch(tmp_path: Path) -> None:
     assert not loss_config.supervised_flow
 
 
-@pytest.mark.parametrize("name", ["ci_tiny.yaml", "synthetic_demo.yaml"])
+@pytest.mark.parametrize("name", sorted(p.name for p in CONFIGS.glob("*.yaml")))
 def test_shipped_configs_load_and_round_trip(name: str) -> None:
     config = load_config(CONFIGS / name)
     assert from_dict(TrainConfig, to_dict(config)) == config
