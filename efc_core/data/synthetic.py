@@ -2,7 +2,8 @@
 
 A scene is a stack of layers in a fixed depth order: layer 0 is a textured background with its
 own affine motion (ego-motion), layers 1..N are textured objects (ellipses, star polygons,
-chair-like shapes) of semantic classes 1..K-1, each with an independent affine motion. Each layer
+chair-like shapes) of semantic classes 1..K-1, each with an independent affine motion; a class
+fixes the shape kind and the colour family, so semantics are learnable from the images. Each layer
 stores, per frame t, a 2x3 affine ``A_t`` mapping its texture coordinates to image coordinates.
 
 Ground truth follows from the affines for ANY pair of frames (i, j), not only neighbours:
@@ -338,13 +339,16 @@ def smooth_texture(rng: np.random.Generator, height: int, width: int, base_rgb: 
     return np.clip(texture, 0, 255, out=texture)
 
 
-def shape_mask(rng: np.random.Generator, diameter: float) -> np.ndarray:
-    """(S, S) uint8 mask (255 inside) of a random ellipse, star polygon or chair-like shape."""
+def shape_mask(rng: np.random.Generator, diameter: float, kind: int | None = None) -> np.ndarray:
+    """(S, S) uint8 mask (255 inside) of an ellipse (kind 0), star polygon (1) or chair-like shape (2).
+
+    ``kind=None`` draws the kind at random.
+    """
     size = int(math.ceil(diameter)) + 6   # zero border so bilinear warps fade to "outside"
     centre = (size - 1) / 2.0
     radius = diameter / 2.0
     mask = np.zeros((size, size), dtype=np.uint8)
-    kind = rng.integers(3)
+    kind = int(rng.integers(3)) if kind is None else kind
     if kind == 0:
         axes = (max(int(radius * rng.uniform(0.5, 1.0)), 2), max(int(radius * rng.uniform(0.5, 1.0)), 2))
         cv2.ellipse(mask, (round(centre), round(centre)), axes, float(rng.uniform(0, 180)), 0, 360, 255, -1)
@@ -397,13 +401,29 @@ def random_trajectory(rng: np.random.Generator, num_frames: int, texture_centre:
     return np.concatenate([linear, offset[:, :, None]], axis=2)
 
 
+def class_shape_kind(class_id: int) -> int:
+    """The ``shape_mask`` kind of an object class: classes differ in shape as well as in colour."""
+    return (class_id - 1) % 3
+
+
+def class_base_colour(rng: np.random.Generator, class_id: int, jitter: float = 30.0) -> np.ndarray:
+    """(3,) float base RGB of a layer of ``class_id``: its palette colour plus a random offset.
+
+    Semantics must be visible in the images, as in real data, or no network can learn them:
+    each class keeps its own colour family (and shape, ``class_shape_kind``), while the jitter,
+    the colour ramp and the noise of ``smooth_texture`` keep instances different.
+    """
+    base = SYNTHETIC_PALETTE[class_id].astype(np.float64)
+    return np.clip(base + rng.uniform(-jitter, jitter, 3), 20, 235)
+
+
 def sample_layers(config: SyntheticConfig, rng: np.random.Generator) -> list[SyntheticLayer]:
     """Draw a random scene: background + 2..8 objects (config) with textures, shapes and motions."""
     height, width, frames = config.height, config.width, config.num_frames
     # A background texture larger than the image keeps reflect-border seams mostly off-screen.
     bg_h, bg_w = int(height * 1.25) + 16, int(width * 1.25) + 16
     background = SyntheticLayer(
-        texture=smooth_texture(rng, bg_h, bg_w, rng.uniform(60, 190, 3)),
+        texture=smooth_texture(rng, bg_h, bg_w, class_base_colour(rng, 0)),
         mask=None,
         class_id=0,
         affines=random_trajectory(rng, frames, ((bg_w - 1) / 2, (bg_h - 1) / 2), ((width - 1) / 2, (height - 1) / 2),
@@ -411,12 +431,13 @@ def sample_layers(config: SyntheticConfig, rng: np.random.Generator) -> list[Syn
     )
     layers = [background]
     for _ in range(int(rng.integers(config.min_objects, config.max_objects + 1))):
-        mask = shape_mask(rng, rng.uniform(0.15, 0.45) * min(height, width))
+        class_id = int(rng.integers(1, config.num_classes))
+        mask = shape_mask(rng, rng.uniform(0.15, 0.45) * min(height, width), kind=class_shape_kind(class_id))
         side = mask.shape[0]
         layers.append(SyntheticLayer(
-            texture=smooth_texture(rng, side, side, rng.uniform(20, 235, 3), contrast=rng.uniform(25, 50)),
+            texture=smooth_texture(rng, side, side, class_base_colour(rng, class_id), contrast=rng.uniform(25, 50)),
             mask=mask,
-            class_id=int(rng.integers(1, config.num_classes)),
+            class_id=class_id,
             affines=random_trajectory(rng, frames, ((side - 1) / 2, (side - 1) / 2),
                                       (rng.uniform(0, width), rng.uniform(0, height)), rng.uniform(0, 360),
                                       config.max_translation, config.max_rotation_deg, config.max_scale_change),
