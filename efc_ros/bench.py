@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -190,6 +191,8 @@ def run_cli(args: argparse.Namespace) -> int:
             backend = create_backend(kind, path, **options)
             try:
                 for size in sizes:
+                    # Progress on stderr: a 1280x720 torch run takes minutes on a small CPU.
+                    print(f"bench: {kind} {size[1]}x{size[0]} ...", file=sys.stderr, flush=True)
                     rows.extend({**row, "model": str(path)} for row in bench_backend(backend, size, args.warmup, args.iters))
             finally:
                 backend.close()

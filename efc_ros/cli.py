@@ -88,6 +88,8 @@ def _add_build_engine(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-tf32", action="store_true", help="disable TF32 in FP32 layers (TensorRT enables it)")
     parser.add_argument("--device", type=int, default=0, help="CUDA device index")
     parser.add_argument("--force", action="store_true", help="rebuild even if a matching engine exists")
+    parser.add_argument("--streaming", action="store_true",
+                        help="also build the manifest's encoder and decoder graphs (the runtime's streaming path)")
     parser.set_defaults(handler=_run_build_engine)
 
 
@@ -96,25 +98,37 @@ def _run_build_engine(args: argparse.Namespace) -> int:
 
     sizes = [getattr(args, f"{which}_size") for which in ("min", "opt", "max")]
     shapes = [parse_size_wh(size) if size else None for size in sizes]
-    calibrator = _calibrator(args) if args.precision == "int8" else None
-    engine = build_engine(args.onnx, precision=args.precision, output=args.output, workspace_mb=args.workspace_mb,
-                          min_shape=shapes[0], opt_shape=shapes[1], max_shape=shapes[2],
-                          timing_cache=args.timing_cache, calibrator=calibrator, force=args.force,
-                          device=args.device, tf32=not args.no_tf32)
-    print(f"engine: {engine}")
+    graphs = [args.onnx]
+    if args.streaming:
+        from efc_core.manifest import load_manifest
+
+        manifest = load_manifest(args.onnx)
+        graphs += [manifest.graph_path("encoder"), manifest.graph_path("decoder")]
+        if args.output is not None and not args.output.is_dir():
+            raise ValueError(f"--streaming builds three engines: --output must be a folder, got {args.output}")
+        if args.precision == "int8":
+            raise ValueError("INT8 streaming is not supported: the decoder takes features, which the image "
+                             "calibrator cannot produce; build the streaming pair in fp16")
+    for graph in graphs:
+        calibrator = _calibrator(args, graph) if args.precision == "int8" else None
+        engine = build_engine(graph, precision=args.precision, output=args.output, workspace_mb=args.workspace_mb,
+                              min_shape=shapes[0], opt_shape=shapes[1], max_shape=shapes[2],
+                              timing_cache=args.timing_cache, calibrator=calibrator, force=args.force,
+                              device=args.device, tf32=not args.no_tf32)
+        print(f"engine: {engine}")
     return 0
 
 
-def _calibrator(args: argparse.Namespace):
-    """INT8 entropy calibrator over the graph's image inputs at the model's size."""
+def _calibrator(args: argparse.Namespace, graph: Path):
+    """INT8 entropy calibrator over ``graph``'s image inputs at the model's size."""
     from efc_core.export.calibration import CalibrationSet, make_entropy_calibrator
     from efc_core.manifest import load_manifest
 
     if args.calib_images is None and args.calib_synthetic is None:
         raise ValueError("--precision int8 needs --calib-images DIR or --calib-synthetic N")
-    manifest = load_manifest(args.onnx)
-    names = ("image",) if args.onnx.name.endswith(".encoder.onnx") else tuple(manifest.input_names)
-    if args.onnx.name.endswith(".decoder.onnx"):
+    manifest = load_manifest(graph)
+    names = ("image",) if graph.name.endswith(".encoder.onnx") else tuple(manifest.input_names)
+    if graph.name.endswith(".decoder.onnx"):
         raise ValueError("the decoder graph takes features, not images: calibrate the single or encoder graph")
     if manifest.is_dynamic:
         if not args.opt_size:
@@ -127,7 +141,7 @@ def _calibrator(args: argparse.Namespace):
         data = CalibrationSet.from_image_folder(args.calib_images, size, names, **norm)
     else:
         data = CalibrationSet.synthetic(args.calib_synthetic, size, names, **norm)
-    cache = args.calib_cache or args.onnx.with_name(args.onnx.name.removesuffix(".onnx") + ".int8.cache")
+    cache = args.calib_cache or graph.with_name(graph.name.removesuffix(".onnx") + ".int8.cache")
     return make_entropy_calibrator(data, cache)
 
 

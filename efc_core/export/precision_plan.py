@@ -124,6 +124,7 @@ def layer_precision(
     output_dtypes: Sequence[str],
     *,
     precision: str,
+    input_dtypes: Sequence[str] = (),
     fp32_nodes: Iterable[str] = (),
     fp16_nodes: Iterable[str] = (),
     fp32_patterns: Sequence[str] = DEFAULT_FP32_PATTERNS,
@@ -138,6 +139,8 @@ def layer_precision(
             ``"HALF"``, ``"INT32"``...). Layers with non-float outputs (shape arithmetic,
             indices, masks) cannot take a float precision and are left alone.
         precision: engine precision, ``"fp32"``, ``"fp16"`` or ``"int8"``.
+        input_dtypes: ``trt.DataType`` names of the layer inputs; a layer reading integer
+            tensors (casts from indices, fills from shapes) keeps its declared types.
         fp32_nodes: ONNX node names from ``flow_fp32_nodes``.
         fp16_nodes: ONNX node names from ``flow_branch_nodes`` (used in INT8 engines).
     Returns:
@@ -148,7 +151,7 @@ def layer_precision(
         raise ValueError(f"unknown precision {precision!r}")
     if precision == "fp32":
         return None
-    if not output_dtypes or any(dtype not in _FLOAT_DTYPES for dtype in output_dtypes):
+    if not output_dtypes or any(dtype not in _FLOAT_DTYPES for dtype in (*output_dtypes, *input_dtypes)):
         return None
     if layer_type == "GRID_SAMPLE":
         return "fp32"

@@ -94,10 +94,12 @@ def _pin_precisions(trt, network, precision: str, graph) -> dict[str, int]:
     for index in range(network.num_layers):
         layer = network.get_layer(index)
         outputs = [layer.get_output(i) for i in range(layer.num_outputs)]
+        inputs = [tensor for tensor in (layer.get_input(i) for i in range(layer.num_inputs)) if tensor is not None]
         if any(output.is_shape_tensor for output in outputs):
             continue  # shape arithmetic runs on the host in int32/int64
         decision = layer_precision(
             layer.type.name, layer.name, [output.dtype.name for output in outputs],
+            input_dtypes=[tensor.dtype.name for tensor in inputs],
             precision=precision, fp32_nodes=fp32_nodes, fp16_nodes=fp16_nodes,
         )
         if decision is None:
