@@ -38,7 +38,8 @@ def _add_export(subparsers: argparse._SubParsersAction) -> None:
         description="Writes OUTPUT (X.onnx), X.encoder.onnx, X.decoder.onnx and the manifest X.json.",
     )
     parser.add_argument("checkpoint", type=Path, help="training checkpoint (.pt)")
-    parser.add_argument("output", type=Path, help="ONNX file to write (X.onnx)")
+    parser.add_argument("output", type=Path, nargs="?", help="ONNX file to write (X.onnx); or use -o")
+    parser.add_argument("-o", "--output", dest="output_option", type=Path, help="ONNX file to write (X.onnx)")
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--size", help="fixed input WIDTHxHEIGHT, multiples of 64 (default: the training size or 320x256)")
     size.add_argument("--dynamic", action="store_true", help="dynamic height/width axes (multiples of 64)")
@@ -53,6 +54,9 @@ def _run_export(args: argparse.Namespace) -> int:
 
     # Checked before importing torch (seconds on a small CPU) so that bad input fails fast.
     check_opset(args.opset)
+    output = args.output_option or args.output
+    if output is None or (args.output_option and args.output and args.output_option != args.output):
+        raise ValueError("give the ONNX output once: efc export CHECKPOINT -o MODEL.onnx")
     if not args.checkpoint.is_file():
         raise FileNotFoundError(f"checkpoint {args.checkpoint} not found")
     from efc_core.export.onnx_export import export_onnx
@@ -60,7 +64,7 @@ def _run_export(args: argparse.Namespace) -> int:
     height = width = None
     if args.size:
         height, width = parse_size_wh(args.size)
-    manifest = export_onnx(args.checkpoint, args.output, height=height, width=width, dynamic=args.dynamic,
+    manifest = export_onnx(args.checkpoint, output, height=height, width=width, dynamic=args.dynamic,
                            opset=args.opset, direction=args.direction, split=not args.no_split)
     size = "dynamic" if manifest.is_dynamic else f"{manifest.input_width}x{manifest.input_height}"
     print(f"exported {args.checkpoint} -> {', '.join(sorted(manifest.graphs.values()))} "

@@ -57,6 +57,7 @@ def test_cli_imports_no_torch():
 @pytest.mark.slow  # eight interpreter start-ups
 def test_bad_inputs_exit_non_zero_with_one_line(tmp_path):
     assert_one_line_error(efc("export", tmp_path / "missing.pt", tmp_path / "x.onnx"), 2, "missing.pt")
+    assert_one_line_error(efc("export", tmp_path / "missing.pt"), 2, "-o MODEL.onnx")
     assert_one_line_error(efc("export", tmp_path / "missing.pt", tmp_path / "x.onnx", "--opset", "20"), 2, "opset 20", "linear")
     notes = tmp_path / "model.txt"
     notes.write_text("not a model")
@@ -143,7 +144,7 @@ def exported(checkpoints):
     """``efc export`` of the seed-0 checkpoint at a fixed 128x64 (WxH), single graph only."""
     folder, (checkpoint, _) = checkpoints
     onnx_path = folder / "seed0.onnx"
-    result = efc("export", checkpoint, onnx_path, "--size", "128x64", "--no-split")
+    result = efc("export", checkpoint, "-o", onnx_path, "--size", "128x64", "--no-split")  # the documented -o form
     assert result.returncode == 0, result.stderr
     return onnx_path
 
