@@ -113,3 +113,25 @@ def test_resumable_sampler_continues_the_same_order() -> None:
     other_epoch.set_epoch(5)
     assert list(other_epoch) != order
     assert torch.tensor(order).unique().numel() == len(order) == len(full)
+
+
+def test_ablation_variants_add_one_ingredient_each() -> None:
+    from training.ablation import VARIANTS, variant_config
+
+    base = load_config(CONFIGS / "ci_tiny.yaml", ["loss.supervised_flow=true"])
+    active = []
+    for name in VARIANTS:
+        config = variant_config(base, name)
+        weights, options = config.loss.weights, config.loss.config
+        assert weights.seg == base.loss.weights.seg and not config.loss.supervised_flow
+        active.append((weights.photometric > 0, weights.smoothness > 0, weights.occlusion > 0,
+                       options.use_seg_mask, weights.temporal > 0))
+    assert active == [
+        (False, False, False, False, False),
+        (True, True, False, False, False),
+        (True, True, True, False, False),
+        (True, True, True, True, False),
+        (True, True, True, True, True),
+    ]
+    with pytest.raises(ValueError, match="f_everything"):
+        variant_config(base, "f_everything")
