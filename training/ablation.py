@@ -138,7 +138,7 @@ def format_results(results: dict[str, dict[str, Any]], dis: dict[str, Any] | Non
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="EFC loss ablation on synthetic video.")
     parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="base training config")
-    parser.add_argument("--steps", type=int, default=60, help="training steps per variant (same for all)")
+    parser.add_argument("--steps", type=int, default=100, help="training steps per variant (same for all)")
     parser.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--demo-model", default=None, help="checkpoint to compare with OpenCV DIS")
