@@ -28,6 +28,9 @@ class ModelSection:
     num_classes: int = 6
     pretrained_backbone: bool = False
     overrides: dict[str, Any] = field(default_factory=dict)
+    #: Start from this checkpoint's weights only (step, optimiser and schedule start afresh), e.g.
+    #: Cityscapes weights before KITTI or own-bag adaptation. ``--resume`` continues a run instead.
+    init_checkpoint: str | None = None
 
 
 @dataclass

@@ -93,7 +93,9 @@ def evaluate_model(
                 zero_flow.update(np.zeros_like(gt_flow), gt_flow, valid=valid, occluded=gt_occ)
                 tc_gt.update(labels1[i], labels2[i], gt_flow, gt_occ)
             if bool(batch["has_occlusion"][i]):
-                occlusion.update(occ_prob[i], batch["occ_fw"][i].numpy())
+                # KITTI-style ground truth knows occlusion only where it knows the flow.
+                known = batch["flow_valid"][i].numpy() if bool(batch["has_flow"][i]) else None
+                occlusion.update(occ_prob[i], batch["occ_fw"][i].numpy(), valid=known)
     model.train(was_training)
     return _assemble(segmentation, flow_metrics, zero_flow, occlusion, tc_own, tc_gt, pairs, has_flow_gt)
 

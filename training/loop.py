@@ -133,15 +133,40 @@ def build_datasets(config: TrainConfig) -> tuple[Dataset, Dataset | None]:
     return train, val
 
 
-def class_info(config: TrainConfig) -> tuple[list[str], list[list[int]]]:
-    """Class names and palette stored with checkpoints of this run."""
-    if config.data.dataset == "synthetic":
-        from efc_core.data.synthetic import SYNTHETIC_CLASS_NAMES, SYNTHETIC_PALETTE
+def class_info(config: TrainConfig, inherited: tuple[list[str], list[list[int]]] | None = None
+               ) -> tuple[list[str], list[list[int]]]:
+    """Class names and palette stored with checkpoints of this run.
 
-        count = config.model.num_classes
-        return list(SYNTHETIC_CLASS_NAMES[:count]), SYNTHETIC_PALETTE[:count].tolist()
+    The dataset's own table (Cityscapes, CamVid, synthetic) when it has one; else the classes of
+    the checkpoint the run was initialised from (own-video adaptation keeps Cityscapes names);
+    else numbered placeholders.
+    """
+    from efc_core.data.datasets import dataset_class_info
+
     count = config.model.num_classes
+    known = dataset_class_info(config.data.dataset) or inherited
+    if known is not None and len(known[0]) >= count:
+        return list(known[0][:count]), [list(colour) for colour in known[1][:count]]
     return [f"class_{i}" for i in range(count)], [[(37 * i) % 256, (91 * i) % 256, (173 * i) % 256] for i in range(count)]
+
+
+def initialise_from_checkpoint(model: torch.nn.Module, path: str) -> tuple[list[str], list[list[int]]] | None:
+    """Copy a checkpoint's weights into ``model`` (weights only: no step, optimiser or schedule).
+
+    Tensors whose shape differs (e.g. a classifier for another number of classes) keep their fresh
+    initialisation and are logged. Returns the checkpoint's class names and palette, if any.
+    """
+    from efc_core.model.checkpoint import load_checkpoint
+
+    checkpoint = load_checkpoint(path)
+    own = model.state_dict()
+    loaded = {k: v for k, v in checkpoint["model_state"].items() if k in own and own[k].shape == v.shape}
+    skipped = sorted(set(own) - set(loaded))
+    model.load_state_dict(loaded, strict=False)
+    print(f"initialised {len(loaded)} of {len(own)} tensors from {path}"
+          + (f"; kept fresh: {', '.join(skipped[:6])}{' ...' if len(skipped) > 6 else ''}" if skipped else ""))
+    names, palette = checkpoint.get("class_names"), checkpoint.get("palette")
+    return (list(names), [list(c) for c in palette]) if names and palette else None
 
 
 def build_optimizer(model: torch.nn.Module, section: OptimizerSection) -> torch.optim.Optimizer:

@@ -26,6 +26,7 @@ from efc_core.model import build_model
 from efc_core.model.checkpoint import load_checkpoint, save_checkpoint
 from training.config import TrainConfig, load_config, to_dict
 from training.loop import (
+    initialise_from_checkpoint,
     DistributedContext,
     ResumableSampler,
     build_datasets,
@@ -54,6 +55,9 @@ class Trainer:
             config.model.preset, config.model.num_classes,
             pretrained_backbone=config.model.pretrained_backbone, **config.model.overrides,
         ).to(self.device)
+        self.init_classes: tuple[list[str], list[list[int]]] | None = None
+        if config.model.init_checkpoint and resume is None:
+            self.init_classes = initialise_from_checkpoint(self.model, config.model.init_checkpoint)
         self.train_set, self.val_set = build_datasets(config)
         self.sampler = ResumableSampler(
             self.train_set, num_replicas=self.context.world_size, rank=self.context.rank,
@@ -96,7 +100,7 @@ class Trainer:
         """Write ``output_dir/name`` (rank 0 only); returns its path, ``None`` on other ranks."""
         if not self.context.is_main:
             return None
-        class_names, palette = class_info(self.config)
+        class_names, palette = class_info(self.config, self.init_classes)
         path = self.output_dir / name
         save_checkpoint(
             path, self.model, train_config=to_dict(self.config), step=self.step,
@@ -220,7 +224,7 @@ class Trainer:
         from training.evaluate import evaluate_model
 
         metrics = evaluate_model(self.model, self.val_set, device=self.device,
-                                 class_names=class_info(self.config)[0])
+                                 class_names=class_info(self.config, self.init_classes)[0])
         self._last_eval = (self.step, metrics)
         if self.writer is not None:
             for name in ("miou", "epe", "occlusion_f1", "tc_own_flow"):

@@ -61,3 +61,28 @@ def test_resume_reproduces_an_uninterrupted_run(tmp_path: Path) -> None:
     assert reference["scheduler_state"]["last_epoch"] == resumed["scheduler_state"]["last_epoch"] == 4
     assert reference["train_config"] == resumed["train_config"]
     assert reference["git_revision"] == resumed["git_revision"]
+
+
+@pytest.mark.slow
+def test_init_checkpoint_copies_weights_only_and_keeps_mismatched_heads_fresh(tmp_path: Path) -> None:
+    """``model.init_checkpoint`` (e.g. Cityscapes -> own bag): weights in, step and optimiser afresh."""
+    source = run_training(load_config(CONFIG, TINY), tmp_path / "source")
+    source_state = _state(tmp_path / "source" / "final.pt")
+    # Three classes instead of two: every tensor but the classifier's keeps its trained value.
+    overrides = [o for o in TINY if not o.startswith("schedule.total_steps")] + [
+        "schedule.total_steps=1", "schedule.warmup_steps=0", "schedule.stage2_start_step=1", "model.num_classes=3",
+        f"model.init_checkpoint={tmp_path / 'source' / 'final.pt'}", "optimizer.lr=1e-30",
+    ]
+    run_training(load_config(CONFIG, overrides), tmp_path / "adapted")
+    adapted = _state(tmp_path / "adapted" / "final.pt")
+    assert source["step"] == 4 and adapted["step"] == 1
+    assert adapted["class_names"][:2] == source_state["class_names"]
+    same_shape = [k for k, v in adapted["model_state"].items()
+                  if source_state["model_state"][k].shape == v.shape and v.is_floating_point()]
+    differing = [k for k, v in adapted["model_state"].items() if source_state["model_state"][k].shape != v.shape]
+    assert differing and all("classifier" in k or "aux" in k for k in differing), differing
+    # lr 1e-30: one step moves no float32 weight, so every copied tensor equals the source's
+    # (BatchNorm running statistics still update in train mode and are left out).
+    for key in same_shape:
+        if "running_" not in key:
+            assert torch.equal(adapted["model_state"][key], source_state["model_state"][key]), key
