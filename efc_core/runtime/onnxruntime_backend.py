@@ -84,6 +84,11 @@ class OnnxRuntimeBackend:
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = intra_op_threads
+        # Encoder and decoder sessions run one after the other: a pool that spin-waits after its run
+        # keeps the cores busy while the other session computes. Measured on the 2-core CI machine
+        # (shipped model, 320x256): encode+decode 139 ms with spinning, 68 ms without; the single
+        # graph is unaffected (85 vs 83 ms).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._sessions: dict[str, Any] = {}
         for kind in kinds:
             self._sessions[kind] = self._open(ort, kind, options, list(providers))
