@@ -16,7 +16,7 @@ def model_directories() -> list[Path]:
 
         try:
             directories.append(Path(get_package_share_directory(PACKAGE_NAME)) / "models")
-        except PackageNotFoundError:
+        except (PackageNotFoundError, OSError):  # OSError: no ROS environment sourced (AMENT_PREFIX_PATH)
             pass
     except ImportError:  # ament_index_python is absent outside ROS installs
         pass
