@@ -24,15 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from efc_core.model import PRESETS, build_model  # noqa: E402
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """``"WIDTHxHEIGHT"`` -> (height, width)."""
-    try:
-        width, height = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must be WIDTHxHEIGHT, got {text!r}") from None
-    return height, width
+from efc_ros.cli import parse_size_wh  # noqa: E402
 
 
 def time_model(preset: str, height: int, width: int, warmup: int, repeats: int, num_classes: int) -> dict:
@@ -71,7 +63,7 @@ def time_synthetic(height: int, width: int, pairs: int) -> dict | None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--presets", nargs="+", default=list(PRESETS), choices=list(PRESETS))
-    parser.add_argument("--sizes", nargs="+", type=parse_size, default=[(256, 512), (512, 1024)],
+    parser.add_argument("--sizes", nargs="+", type=parse_size_wh, default=[(256, 512), (512, 1024)],
                         help="WIDTHxHEIGHT (default 512x256 1024x512)")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)

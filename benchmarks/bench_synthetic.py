@@ -31,17 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from efc_core import viz  # noqa: E402
 from efc_core.data.synthetic import SYNTHETIC_PALETTE, SyntheticConfig, generate_sequence  # noqa: E402
+from efc_ros.cli import parse_size_wh  # noqa: E402
 
 NUM_FRAMES = 8
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """``"WIDTHxHEIGHT"`` -> (height, width)."""
-    try:
-        width, height = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must be WIDTHxHEIGHT, got {text!r}") from None
-    return height, width
 
 
 def median_seconds(function: Callable[[int], object], runs: int) -> tuple[float, float]:
@@ -100,7 +92,7 @@ def bench_viz(runs: int, height: int = 480, width: int = 640) -> dict[str, float
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", nargs="+", type=parse_size, default=[(256, 512), (512, 1024)],
+    parser.add_argument("--sizes", nargs="+", type=parse_size_wh, default=[(256, 512), (512, 1024)],
                         help="generator sizes WIDTHxHEIGHT (default 512x256 1024x512)")
     parser.add_argument("--runs", type=int, default=5, help="timed runs per measurement (median)")
     parser.add_argument("--threads", type=int, default=1, help="cv2.setNumThreads (default 1)")

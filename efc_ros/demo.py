@@ -56,10 +56,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", default="onnxruntime")
     parser.add_argument("--model", type=Path, default=None)
     args = parser.parse_args(argv)
-    from efc_ros.bag.cli import parse_size
+    from efc_ros.cli import parse_size_wh
 
     try:
-        run_demo(args.output, frames=args.frames, size=parse_size(args.size), backend=args.backend, model=args.model)
+        height, width = parse_size_wh(args.size)
+        run_demo(args.output, frames=args.frames, size=(width, height), backend=args.backend, model=args.model)
     except (EfcError, ValueError, FileNotFoundError) as error:
         print(f"demo: error: {error}", file=sys.stderr)
         return 2

@@ -10,6 +10,7 @@ import argparse
 import json
 from pathlib import Path
 
+from efc_ros.cli import parse_size_wh
 from efc_ros.model_paths import default_model_path
 
 
@@ -67,17 +68,6 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--temporal-fusion", type=float, default=0.0)
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """``"640x480"`` -> ``(640, 480)`` (width, height); ``ValueError`` naming the text otherwise."""
-    try:
-        width, height = (int(part) for part in text.lower().split("x"))
-    except ValueError:
-        raise ValueError(f"size {text!r} is not WIDTHxHEIGHT") from None
-    if width <= 0 or height <= 0:
-        raise ValueError(f"size {text!r} must be positive")
-    return width, height
-
-
 def build_perceptor(args: argparse.Namespace):
     """The same ``Perceptor`` the node builds, from ``--backend/--model/--input-size``."""
     from efc_core.perceptor import Perceptor
@@ -85,17 +75,14 @@ def build_perceptor(args: argparse.Namespace):
 
     model = args.model or default_model_path()
     backend = create_backend(args.backend, model)
-    input_size = None
-    if args.input_size:
-        width, height = parse_size(args.input_size)
-        input_size = (height, width)
+    input_size = parse_size_wh(args.input_size) if args.input_size else None
     return Perceptor(backend, input_size=input_size, temporal_fusion=args.temporal_fusion)
 
 
 def _make_synthetic(args: argparse.Namespace) -> int:
     from efc_ros.bag.make_synthetic import SyntheticBagOptions, make_synthetic_bag
 
-    width, height = parse_size(args.size)
+    height, width = parse_size_wh(args.size)
     options = SyntheticBagOptions(width=width, height=height, num_frames=args.frames, fps=args.fps,
                                   encoding=args.encoding, storage=args.storage, seed=args.seed, frame_id=args.frame_id)
     path = make_synthetic_bag(args.output, options, overwrite=args.overwrite)
