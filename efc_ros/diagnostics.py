@@ -17,7 +17,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
 #: Stages timed per frame, in milliseconds. ``end_to_end`` runs from the message arriving in the
 #: callback to the last output published, so it includes the time a frame waits for the worker.
-LATENCY_STAGES: tuple[str, ...] = ("decode", "preprocess", "inference", "postprocess", "publish", "end_to_end")
+LATENCY_STAGES: tuple[str, ...] = ("queue", "decode", "preprocess", "inference", "postprocess", "publish", "end_to_end")
 
 #: Inputs older than this many periods without a frame make the status WARN ("no input").
 _STALE_PERIODS = 3.0

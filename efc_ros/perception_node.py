@@ -291,8 +291,8 @@ class PerceptionCallbacks:
         done = time.perf_counter()
         timings = {stage: result.timings_ms.get(stage, float("nan"))
                    for stage in ("preprocess", "inference", "postprocess")}
-        timings.update(decode=(decoded - start) * 1e3, publish=(done - before_publish) * 1e3,
-                       end_to_end=(done - frame.received) * 1e3)
+        timings.update(queue=(start - frame.received) * 1e3, decode=(decoded - start) * 1e3,
+                       publish=(done - before_publish) * 1e3, end_to_end=(done - frame.received) * 1e3)
         self.statistics.record_processed(timings, pair_reset=result.flow is None)
         if result.pair_reset_reason not in (None, "first frame"):
             # Throttled: when inference takes longer than max_frame_gap, every processed frame resets
