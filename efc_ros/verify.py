@@ -90,17 +90,12 @@ def image_pairs(images: Path | None, synthetic: int, size: tuple[int, int] | Non
     import cv2
 
     if images is not None:
-        if not images.is_dir():
-            raise FileNotFoundError(f"image folder {images} not found")
-        paths = sorted(p for p in images.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp", ".ppm"))
+        from efc_core.data.formats import list_images, read_rgb
+
+        paths = list_images(images)
         if len(paths) < 2:
             raise ValueError(f"{images} holds {len(paths)} images; verification needs at least 2 (one pair)")
-        frames = []
-        for path in paths:
-            bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-            if bgr is None:
-                raise ValueError(f"cannot read image {path}")
-            frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+        frames = [read_rgb(path) for path in paths]
         if size is not None:
             frames = [cv2.resize(f, (size[1], size[0]), interpolation=cv2.INTER_AREA) for f in frames]
         return list(zip(frames[:-1], frames[1:]))

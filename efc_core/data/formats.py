@@ -10,10 +10,16 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from efc_core.errors import InputError
+
+#: File suffixes read as images from a folder (calibration, verification, own video).
+IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff", ".webp")
 
 FLO_MAGIC = np.float32(202021.25)
 _FLO_HEADER_BYTES = 12
@@ -124,3 +130,25 @@ def read_occlusion_png(path: str | Path) -> np.ndarray:
     if not np.issubdtype(image.dtype, np.integer):
         raise ValueError(f"{path}: expected an integer PNG, got {image.dtype}")
     return image > np.iinfo(image.dtype).max // 2
+
+
+def natural_sort_key(path: Path) -> list:
+    """Sort key putting ``frame_2`` before ``frame_10``."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    """Image files (``IMAGE_SUFFIXES``) directly in ``folder``, in natural order (video frames)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"image folder {folder} not found")
+    return sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=natural_sort_key)
+
+
+def read_rgb(path: str | Path) -> np.ndarray:
+    """Read an image file as (H, W, 3) uint8 RGB; ``InputError`` naming the file if unreadable."""
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise InputError(f"cannot read image {str(path)!r}")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+

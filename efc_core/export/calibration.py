@@ -17,10 +17,10 @@ import cv2
 import numpy as np
 
 from efc_core.contract import IMAGENET_MEAN, IMAGENET_STD, INPUT_CUR, INPUT_IMAGE, INPUT_PREV
+from efc_core.data.formats import IMAGE_SUFFIXES, list_images, read_rgb
 from efc_core.errors import InputError
 
 LOG = logging.getLogger(__name__)
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm")
 
 
 @dataclass
@@ -68,18 +68,10 @@ class CalibrationSet:
         cls, folder: str | Path, size: tuple[int, int], input_names: Sequence[str], limit: int = 100, **norm: Any
     ) -> "CalibrationSet":
         """Images of ``folder`` in sorted order (video frames), resized (stretched) to ``size`` (H, W)."""
-        folder = Path(folder)
-        if not folder.is_dir():
-            raise FileNotFoundError(f"calibration image folder {folder} not found")
-        paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:limit]
+        paths = list_images(folder)[:limit]
         if not paths:
             raise InputError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
-        frames = []
-        for path in paths:
-            bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-            if bgr is None:
-                raise InputError(f"cannot read image {path}")
-            frames.append(_resize(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), size))
+        frames = [_resize(read_rgb(path), size) for path in paths]
         return cls(frames, tuple(input_names), **norm)
 
     @classmethod

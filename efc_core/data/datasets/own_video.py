@@ -27,18 +27,13 @@ from typing import Any
 import cv2
 import numpy as np
 
+from efc_core.data.formats import IMAGE_SUFFIXES, list_images, natural_sort_key
 from efc_core.data.datasets.pair_sampling import PairSamplingConfig, split_by_time_gaps
 from efc_core.data.datasets.ros_image_decode import COMPRESSED_MSGTYPE, IMAGE_MSGTYPE, decode_image_message
 from efc_core.data.datasets.sample import RawSample, read_rgb
 from efc_core.data.datasets.sequence_pairs import SequencePairDataset
 from efc_core.errors import InputError
 
-IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff", ".webp")
-
-
-def _natural_key(path: Path) -> list:
-    """Sort ``frame_2`` before ``frame_10``."""
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
 
 
 class ImageFolderSource:
@@ -49,15 +44,12 @@ class ImageFolderSource:
         if not root.is_dir():
             raise FileNotFoundError(f"image folder not found: {root}")
 
-        def images_in(folder: Path) -> list[Path]:
-            return sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=_natural_key)
-
-        direct = images_in(root)
+        direct = list_images(root)
         if direct:
             self.sequences: list[list[Any]] = [direct]
         else:
-            subfolders = sorted((p for p in root.iterdir() if p.is_dir()), key=_natural_key)
-            self.sequences = [images for images in map(images_in, subfolders) if images]
+            subfolders = sorted((p for p in root.iterdir() if p.is_dir()), key=natural_sort_key)
+            self.sequences = [images for images in map(list_images, subfolders) if images]
         if not self.sequences:
             raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {root} or its sub-folders")
 

@@ -26,6 +26,8 @@ import cv2
 import numpy as np
 import torch
 
+from efc_core.data.formats import read_rgb  # noqa: F401  (re-exported for the dataset readers)
+
 from efc_core.contract import IGNORE_LABEL
 from efc_core.errors import InputError
 
@@ -36,14 +38,6 @@ LABEL_KEYS: tuple[str, ...] = ("label1", "label2")
 FLOW_KEYS: tuple[str, ...] = ("flow_fw", "flow_bw")
 MASK_KEYS: tuple[str, ...] = ("flow_valid", "occ_fw", "occ_bw")
 FLAG_KEYS: tuple[str, ...] = ("has_flow", "has_occlusion", "has_label1", "has_label2")
-
-
-def read_rgb(path: str | Path) -> np.ndarray:
-    """Read an image file as (H, W, 3) uint8 RGB; ``InputError`` naming the file if unreadable."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise InputError(f"cannot read image {str(path)!r}")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def read_label_png(path: str | Path) -> np.ndarray:
