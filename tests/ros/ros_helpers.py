@@ -234,3 +234,18 @@ def start_node_and_client(log_path: Path, parameters: dict[str, Any], namespace:
         pytest.fail(f"node did not come up in {timeout} s; its log:\n{node.log()}")
     time.sleep(1.0)  # let our subscriptions match the node's publishers as well
     return node, client, publisher, received
+
+
+def spin_in_background(executor: Any) -> threading.Thread:
+    """Spin ``executor`` on a daemon thread until its context shuts down; returns the thread."""
+    from rclpy.executors import ExternalShutdownException
+
+    def spin() -> None:
+        try:
+            executor.spin()
+        except ExternalShutdownException:
+            pass
+
+    spinner = threading.Thread(target=spin, daemon=True)
+    spinner.start()
+    return spinner

@@ -9,14 +9,13 @@ file is checked statically here (``launch_ros`` is not installed) and by running
 from __future__ import annotations
 
 import ast
-import threading
 from pathlib import Path
 
 import pytest
 import yaml
 
 from efc_ros.node_parameters import BACKENDS, PARAMETER_SPECS
-from tests.ros.ros_helpers import REPO_ROOT, RosClient, require_loopback_environment
+from tests.ros.ros_helpers import spin_in_background, REPO_ROOT, RosClient, require_loopback_environment
 
 pytestmark = pytest.mark.ros
 
@@ -38,7 +37,7 @@ def node_graph(demo_model):
     """Two nodes in-process (raw and compressed input), started from the YAML file, plus a client."""
     require_loopback_environment()
     import rclpy
-    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+    from rclpy.executors import SingleThreadedExecutor
     from rclpy.parameter import Parameter
 
     from efc_ros.perception_node import PerceptionNode
@@ -56,15 +55,7 @@ def node_graph(demo_model):
     executor = SingleThreadedExecutor(context=context)
     for node in nodes:
         executor.add_node(node)
-
-    def spin() -> None:
-        try:
-            executor.spin()
-        except ExternalShutdownException:
-            pass
-
-    spinner = threading.Thread(target=spin, daemon=True)
-    spinner.start()
+    spinner = spin_in_background(executor)
     client = RosClient("efc_cfg_client")
     yield nodes, client
     client.close()

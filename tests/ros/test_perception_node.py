@@ -21,7 +21,7 @@ from efc_ros.node_parameters import (
     PerceptionParameters,
     check_parameter_changes,
 )
-from tests.ros.ros_helpers import NodeProcess, RosClient, frame_stamp, messages_with_stamp, stamp_ns
+from tests.ros.ros_helpers import spin_in_background, NodeProcess, RosClient, frame_stamp, messages_with_stamp, stamp_ns
 
 NAMESPACE = "/efc_test"
 HEIGHT, WIDTH, NUM_FRAMES = 96, 128, 5
@@ -346,7 +346,7 @@ def test_lifecycle_node_loads_in_configure_and_processes_only_while_active(ros_e
     import rclpy
     from lifecycle_msgs.msg import Transition
     from lifecycle_msgs.srv import ChangeState, GetState
-    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+    from rclpy.executors import SingleThreadedExecutor
     from rclpy.parameter import Parameter
     from sensor_msgs.msg import Image
 
@@ -358,15 +358,7 @@ def test_lifecycle_node_loads_in_configure_and_processes_only_while_active(ros_e
         Parameter("model_path", value=str(tmp_path / "missing.onnx")), Parameter("qos_reliability", value="reliable")])
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
-
-    def spin() -> None:
-        try:
-            executor.spin()
-        except ExternalShutdownException:
-            pass
-
-    spinner = threading.Thread(target=spin, daemon=True)
-    spinner.start()
+    spinner = spin_in_background(executor)
     client = RosClient("efc_lifecycle_client")
     service = f"{namespace}/efc_perception"
 
@@ -429,7 +421,7 @@ def test_node_and_onnxruntime_path_never_import_torch(demo_model):
 @pytest.mark.ros
 def test_colour_images_are_computed_only_while_someone_subscribes(ros_environment, demo_model, frames, monkeypatch):
     import rclpy
-    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+    from rclpy.executors import SingleThreadedExecutor
     from rclpy.parameter import Parameter
     from sensor_msgs.msg import Image
 
@@ -447,15 +439,7 @@ def test_colour_images_are_computed_only_while_someone_subscribes(ros_environmen
         Parameter("num_threads", value=1)])
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
-
-    def spin() -> None:
-        try:
-            executor.spin()
-        except ExternalShutdownException:
-            pass
-
-    spinner = threading.Thread(target=spin, daemon=True)
-    spinner.start()
+    spinner = spin_in_background(executor)
     client = RosClient("efc_colour_client")
     try:
         flow = client.subscribe(Image, f"{namespace}/flow")
