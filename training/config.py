@@ -54,6 +54,17 @@ class SyntheticDataSection:
     noise_std: float = 0.0
     brightness_change: float = 0.0
     cache_size: int = 64
+    # Scene realism (efc_core.data.synthetic.SyntheticConfig): photo textures, camera motion,
+    # photometric changes. Defaults keep the procedural generator.
+    max_rotation_deg: float = 3.0
+    max_scale_change: float = 0.03
+    background_rotation_deg: float = 0.0
+    background_scale_change: float = 0.005
+    contrast_change: float = 0.0
+    blur_sigma_max: float = 0.0
+    texture_source: str = "procedural"
+    texture_dirs: list[str] = field(default_factory=list)
+    object_tint: float = 0.5
 
 
 @dataclass
@@ -102,6 +113,9 @@ class ScheduleSection:
     min_lr_ratio: float = 0.0
     stage2_start_step: int = 150
     fb_check_start_step: int | None = None
+    #: Ground truth (``loss.supervised_flow`` / ``loss.supervised_occlusion``) is used only before
+    #: this step; later steps are the self-supervised EFC objective. None = the whole run.
+    supervised_end_step: int | None = None
     #: Stop (and write ``final.pt``) after this much training wall time, for shared machines.
     max_wall_minutes: float | None = None
 
@@ -112,11 +126,14 @@ class LossSection:
 
     ``supervised_flow`` is the one switch for flow labels: ground-truth flow enters a loss only
     when it is true (EFC learns flow without labels); it sets ``config.supervised_flow``.
+    ``supervised_occlusion`` likewise lets ground-truth occlusion (synthetic data) be the target
+    of the occlusion head. Both stop at ``schedule.supervised_end_step``.
     """
 
     weights: LossWeights = field(default_factory=LossWeights)
     config: LossConfig = field(default_factory=LossConfig)
     supervised_flow: bool = False
+    supervised_occlusion: bool = False
 
 
 @dataclass
@@ -306,5 +323,7 @@ def validate(config: TrainConfig) -> None:
         raise ValueError(f"optimizer.lr must be > 0, got {config.optimizer.lr}")
     if config.loss.config.supervised_flow and not config.loss.supervised_flow:
         raise ValueError("loss.config.supervised_flow is true: set loss.supervised_flow instead (the one switch)")
+    if config.loss.config.supervised_occlusion and not config.loss.supervised_occlusion:
+        raise ValueError("loss.config.supervised_occlusion is true: set loss.supervised_occlusion instead (the one switch)")
     if config.model.num_classes < 2:
         raise ValueError(f"model.num_classes must be >= 2, got {config.model.num_classes}")

@@ -116,6 +116,11 @@ def build_datasets(config: TrainConfig) -> tuple[Dataset, Dataset | None]:
             noise_std=synth.noise_std, brightness_change=synth.brightness_change, cache_size=synth.cache_size,
             min_objects=synth.min_objects, max_objects=synth.max_objects,
             max_translation=synth.max_translation, background_motion=synth.background_motion,
+            max_rotation_deg=synth.max_rotation_deg, max_scale_change=synth.max_scale_change,
+            background_rotation_deg=synth.background_rotation_deg,
+            background_scale_change=synth.background_scale_change, contrast_change=synth.contrast_change,
+            blur_sigma_max=synth.blur_sigma_max, texture_source=synth.texture_source,
+            texture_dirs=tuple(synth.texture_dirs), object_tint=synth.object_tint,
         )
         train = SyntheticVideoDataset(
             split="train", num_sequences=synth.train_sequences, pairs_per_sequence=synth.pairs_per_sequence,
@@ -214,19 +219,22 @@ def stage_loss_settings(config: TrainConfig, step: int) -> tuple[LossWeights, Lo
 
     Stage 1 (``step < schedule.stage2_start_step``): ``L_tc`` and ``O_seg`` off, range-map
     occlusion target. Stage 2: the configured ``loss`` values; the FB check from its own step.
-    Flow supervision follows ``loss.supervised_flow`` in both stages.
+    Flow / occlusion supervision follow ``loss.supervised_flow`` / ``loss.supervised_occlusion``
+    until ``schedule.supervised_end_step``.
     """
     schedule = config.schedule
     weights, loss_config = config.loss.weights, config.loss.config
     fb_check = schedule.fb_check_start_step is not None and step >= schedule.fb_check_start_step
     target = "fb_check" if fb_check else "range_map"
+    supervised = schedule.supervised_end_step is None or step < schedule.supervised_end_step
+    loss_config = dataclasses.replace(
+        loss_config, occlusion_target=target,
+        supervised_flow=config.loss.supervised_flow and supervised,
+        supervised_occlusion=config.loss.supervised_occlusion and supervised,
+    )
     if step < schedule.stage2_start_step:
         weights = dataclasses.replace(weights, temporal=0.0)
-        loss_config = dataclasses.replace(loss_config, use_seg_mask=False, occlusion_target=target,
-                                          supervised_flow=config.loss.supervised_flow)
-    else:
-        loss_config = dataclasses.replace(loss_config, occlusion_target=target,
-                                          supervised_flow=config.loss.supervised_flow)
+        loss_config = dataclasses.replace(loss_config, use_seg_mask=False)
     return weights, loss_config
 
 

@@ -130,7 +130,8 @@ class Trainer:
         """One optimisation step on ``batch`` (sample dicts collated, images in [0, 1])."""
         batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
         weights, loss_config = stage_loss_settings(self.config, self.step)
-        supervised = self.config.loss.supervised_flow
+        supervised = loss_config.supervised_flow
+        occlusion_known = loss_config.supervised_occlusion
         self.network.train()
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
             output = self.network(normalise_images(batch["image1"]), normalise_images(batch["image2"]),
@@ -143,6 +144,9 @@ class Trainer:
             flow_gt_fw=batch["flow_fw"] if supervised else None,
             flow_gt_bw=batch["flow_bw"] if supervised else None,
             flow_valid=batch["flow_valid"] if supervised else None,
+            occ_gt_fw=batch["occ_fw"] if occlusion_known else None,
+            occ_gt_bw=batch["occ_bw"] if occlusion_known else None,
+            occ_known=batch["has_occlusion"] if occlusion_known else None,
         )
         total = losses["total"]
         if not torch.isfinite(total):

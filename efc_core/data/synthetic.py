@@ -52,6 +52,9 @@ SYNTHETIC_PALETTE: np.ndarray = np.array(
 )
 
 
+TEXTURE_SOURCES = ("procedural", "photo")
+
+
 @dataclass(frozen=True)
 class SyntheticConfig:
     """Scene and motion parameters; motions are per frame, in pixels of the output image."""
@@ -67,9 +70,20 @@ class SyntheticConfig:
     max_scale_change: float = 0.03       # relative scale change per frame, objects
     background_motion: float = 3.0       # px/frame, background translation (ego-motion)
     background_scale_change: float = 0.005  # relative zoom per frame of the background
+    background_rotation_deg: float = 0.0    # deg/frame, background rotation (camera roll)
     brightness_change: float = 0.0       # per-frame global gain drawn from [1 - b, 1 + b]
+    contrast_change: float = 0.0         # per-frame contrast factor about the mean, [1 - c, 1 + c]
+    blur_sigma_max: float = 0.0          # per-frame Gaussian blur sigma drawn from [0, max], px
     noise_std: float = 0.0               # Gaussian pixel noise, grey levels
     label_every: int = 1                 # frames t with t % label_every == 0 are "labelled"
+    #: "procedural": smooth band-limited noise textures (bilinear re-sampling stays exact);
+    #: "photo": crops of real photographs (``texture_dirs`` plus the photographs bundled with
+    #: scikit-image when it is installed), for flow that transfers to real cameras.
+    texture_source: str = "procedural"
+    texture_dirs: tuple[str, ...] = ()
+    #: With photo textures: share of an object's class colour mixed into its photo crop, so the
+    #: class stays recognisable from the image (0 = plain photo, 1 = plain class colour).
+    object_tint: float = 0.5
 
     def __post_init__(self) -> None:
         if self.height < 8 or self.width < 8:
@@ -87,9 +101,17 @@ class SyntheticConfig:
         if self.label_every < 1:
             raise ValueError(f"label_every must be >= 1, got {self.label_every}")
         for name in ("max_translation", "max_rotation_deg", "max_scale_change", "background_motion",
-                     "background_scale_change", "brightness_change", "noise_std"):
+                     "background_scale_change", "background_rotation_deg", "brightness_change",
+                     "contrast_change", "blur_sigma_max", "noise_std"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.texture_source not in TEXTURE_SOURCES:
+            raise ValueError(f"texture_source must be one of {TEXTURE_SOURCES}, got {self.texture_source!r}")
+        if not 0.0 <= self.object_tint <= 1.0:
+            raise ValueError(f"object_tint must be in [0, 1], got {self.object_tint}")
+        if not 0.0 <= self.contrast_change < 1.0 or not 0.0 <= self.brightness_change < 1.0:
+            raise ValueError(f"brightness_change and contrast_change must be in [0, 1), got "
+                             f"{self.brightness_change}, {self.contrast_change}")
 
 
 @dataclass(frozen=True)
@@ -274,6 +296,8 @@ def render_sequence(
     noise_std: float = 0.0,
     rng: np.random.Generator | None = None,
     class_names: tuple[str, ...] = SYNTHETIC_CLASS_NAMES,
+    contrast_change: float = 0.0,
+    blur_sigma_max: float = 0.0,
 ) -> SyntheticSequence:
     """Render given layers (index 0 = background with ``mask=None``, then back to front).
 
@@ -283,7 +307,10 @@ def render_sequence(
         label_every: frames t with ``t % label_every == 0`` are marked labelled.
         brightness_change: per-frame global gain drawn from ``[1 - b, 1 + b]`` (needs ``rng``).
         noise_std: std of additive Gaussian noise in grey levels (needs ``rng``).
-        rng: random generator for gain and noise.
+        rng: random generator for gain, contrast, blur and noise.
+        contrast_change: per-frame contrast factor about the frame mean, ``[1 - c, 1 + c]``.
+        blur_sigma_max: per-frame Gaussian blur, sigma drawn from ``[0, max]`` pixels (defocus,
+            motion); geometry and therefore the ground truth are unchanged.
         class_names: names stored on the sequence.
     """
     if not layers or layers[0].mask is not None:
@@ -293,15 +320,22 @@ def render_sequence(
     num_frames = layers[0].affines.shape[0]
     if any(layer.affines.shape != (num_frames, 2, 3) for layer in layers):
         raise ValueError(f"every layer needs affines of shape ({num_frames}, 2, 3)")
-    if (brightness_change > 0 or noise_std > 0) and rng is None:
-        raise ValueError("brightness_change and noise_std need an rng")
+    if (brightness_change > 0 or noise_std > 0 or contrast_change > 0 or blur_sigma_max > 0) and rng is None:
+        raise ValueError("brightness_change, contrast_change, blur_sigma_max and noise_std need an rng")
     if label_every < 1:
         raise ValueError(f"label_every must be >= 1, got {label_every}")
     frames = np.empty((num_frames, height, width, 3), dtype=np.uint8)
     layer_maps = np.empty((num_frames, height, width), dtype=np.uint8)
     gains = 1.0 + brightness_change * rng.uniform(-1.0, 1.0, num_frames) if brightness_change > 0 else None
+    contrasts = 1.0 + contrast_change * rng.uniform(-1.0, 1.0, num_frames) if contrast_change > 0 else None
+    blurs = rng.uniform(0.0, blur_sigma_max, num_frames) if blur_sigma_max > 0 else None
     for t in range(num_frames):
         image, layer_maps[t] = _render_frame(layers, t, height, width)
+        if blurs is not None and blurs[t] > 0.3:
+            image = cv2.GaussianBlur(image, (0, 0), float(blurs[t]))
+        if contrasts is not None:
+            mean = image.mean(axis=(0, 1), keepdims=True)
+            image = (image - mean) * contrasts[t] + mean
         if gains is not None:
             image *= gains[t]
         if noise_std > 0:
@@ -331,4 +365,5 @@ def generate_sequence(config: SyntheticConfig, seed: int) -> SyntheticSequence:
         layers, config.height, config.width, label_every=config.label_every,
         brightness_change=config.brightness_change, noise_std=config.noise_std, rng=rng,
         class_names=SYNTHETIC_CLASS_NAMES[: config.num_classes],
+        contrast_change=config.contrast_change, blur_sigma_max=config.blur_sigma_max,
     )

@@ -7,12 +7,25 @@ close to the exact texture value (which keeps the warping tests of the ground tr
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import math
+from pathlib import Path
 
 import cv2
 import numpy as np
 
 from efc_core.data.synthetic import SYNTHETIC_PALETTE, SyntheticConfig, SyntheticLayer, _pixel_axes
+
+#: Files in scikit-image's data folder that are drawings, masks or test charts, not photographs.
+_NOT_PHOTOS = ("logo", "horse", "phantom", "chessboard", "checkerboard", "colorwheel", "microaneurysms",
+               "text", "page", "clock_motion", "binary", "cell", "coins", "moon", "camera")
+_PHOTO_SUFFIXES = (".png", ".jpg", ".jpeg")
+_LABEL_FOLDERS = ("masks", "annotations", "labels", "trainannot", "valannot", "testannot", "gtFine")
+#: Photographs are kept at most this long a side in memory (textures are crops of them).
+_PHOTO_MAX_SIDE = 640
+#: At most this many photographs are read from one folder (evenly spaced in sorted order).
+_PHOTOS_PER_FOLDER = 300
 
 
 def smooth_texture(rng: np.random.Generator, height: int, width: int, base_rgb: np.ndarray,
@@ -31,6 +44,80 @@ def smooth_texture(rng: np.random.Generator, height: int, width: int, base_rgb: 
         texture += (weight * contrast) * cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC)
     texture = cv2.GaussianBlur(texture, (0, 0), 1.5)
     return np.clip(texture, 0, 255, out=texture)
+
+
+def scikit_image_photo_dir() -> Path | None:
+    """The data folder of an installed scikit-image wheel (it bundles a dozen photographs), or None."""
+    spec = importlib.util.find_spec("skimage")
+    if spec is None or spec.origin is None:
+        return None
+    folder = Path(spec.origin).parent / "data"
+    return folder if folder.is_dir() else None
+
+
+@functools.lru_cache(maxsize=4)
+def photo_bank(folders: tuple[str, ...] = ()) -> tuple[np.ndarray, ...]:
+    """Real photographs for textures: (h, w, 3) uint8 RGB arrays, long side <= 640 px.
+
+    Args:
+        folders: folders searched recursively for .png / .jpg files (at most 300 evenly spaced
+            files each); scikit-image's bundled photographs are always added when it is installed.
+    Returns:
+        the photographs in a deterministic order. Raises ``ValueError`` when none is found, naming
+        the folders searched.
+    """
+    sources: list[Path] = []
+    bundled = scikit_image_photo_dir()
+    if bundled is not None:
+        sources += [p for p in sorted(bundled.iterdir())
+                    if p.suffix.lower() in _PHOTO_SUFFIXES and not p.stem.startswith(_NOT_PHOTOS)]
+    for folder in folders:
+        root = Path(folder).expanduser()
+        if not root.is_dir():
+            raise ValueError(f"texture folder {str(root)!r} does not exist")
+        # Label and mask folders beside the frames (DAVIS masks/, CamVid *annot/) are not photos.
+        files = sorted(p for p in root.rglob("*") if p.suffix.lower() in _PHOTO_SUFFIXES
+                       and not any(part in _LABEL_FOLDERS for part in p.relative_to(root).parts[:-1]))
+        if len(files) > _PHOTOS_PER_FOLDER:
+            files = [files[i] for i in np.linspace(0, len(files) - 1, _PHOTOS_PER_FOLDER).astype(int)]
+        sources += files
+    photos = []
+    for path in sources:
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None or min(image.shape[:2]) < 64:
+            continue
+        # Binary masks and line drawings make textures with no photographic statistics.
+        if len(np.unique(cv2.resize(image, (32, 32), interpolation=cv2.INTER_AREA) // 8)) < 12:
+            continue
+        scale = _PHOTO_MAX_SIDE / max(image.shape[:2])
+        if scale < 1:
+            image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        photos.append(np.ascontiguousarray(image[..., ::-1]))
+    if not photos:
+        raise ValueError(f"no photographs found for photo textures (scikit-image installed: {bundled is not None}, "
+                         f"folders: {list(folders)}); install scikit-image or set texture_dirs")
+    return tuple(photos)
+
+
+def photo_texture(rng: np.random.Generator, height: int, width: int, photos: tuple[np.ndarray, ...]) -> np.ndarray:
+    """(h, w, 3) float32 texture in [0, 255]: a random crop of a random photograph.
+
+    The crop is scaled by a random factor (0.6-1.6 of the photo's own resolution) and mirrored at
+    random, so one photograph gives many different textures and object scales.
+    """
+    photo = photos[int(rng.integers(len(photos)))]
+    scale = rng.uniform(0.6, 1.6)
+    crop_h, crop_w = max(int(round(height / scale)), 2), max(int(round(width / scale)), 2)
+    if crop_h > photo.shape[0] or crop_w > photo.shape[1]:
+        grow = max(crop_h / photo.shape[0], crop_w / photo.shape[1]) * 1.01
+        photo = cv2.resize(photo, None, fx=grow, fy=grow, interpolation=cv2.INTER_LINEAR)
+    y0 = int(rng.integers(photo.shape[0] - crop_h + 1))
+    x0 = int(rng.integers(photo.shape[1] - crop_w + 1))
+    crop = photo[y0:y0 + crop_h, x0:x0 + crop_w]
+    if rng.uniform() < 0.5:
+        crop = crop[:, ::-1]
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    return cv2.resize(np.ascontiguousarray(crop), (width, height), interpolation=interpolation).astype(np.float32)
 
 
 def shape_mask(rng: np.random.Generator, diameter: float, kind: int | None = None) -> np.ndarray:
@@ -114,14 +201,29 @@ def class_base_colour(rng: np.random.Generator, class_id: int, jitter: float = 3
 def sample_layers(config: SyntheticConfig, rng: np.random.Generator) -> list[SyntheticLayer]:
     """Draw a random scene: background + 2..8 objects (config) with textures, shapes and motions."""
     height, width, frames = config.height, config.width, config.num_frames
-    # A background texture larger than the image keeps reflect-border seams mostly off-screen.
-    bg_h, bg_w = int(height * 1.25) + 16, int(width * 1.25) + 16
+    photos = photo_bank(tuple(config.texture_dirs)) if config.texture_source == "photo" else None
+    # A background texture larger than the image keeps reflect-border seams mostly off-screen;
+    # photo scenes (made for large camera motion, where a mirrored seam would be a fake edge)
+    # get a margin that covers the whole camera path.
+    margin = 1.25
+    if photos is not None:
+        margin += 2.0 * config.background_motion * max(frames - 1, 1) / max(min(height, width), 1)
+    bg_h, bg_w = int(height * margin) + 16, int(width * margin) + 16
+
+    def texture(side_h: int, side_w: int, class_id: int, contrast: float = 40.0) -> np.ndarray:
+        procedural = smooth_texture(rng, side_h, side_w, class_base_colour(rng, class_id), contrast=contrast)
+        if photos is None:
+            return procedural
+        tint = 0.0 if class_id == 0 else config.object_tint
+        return (1.0 - tint) * photo_texture(rng, side_h, side_w, photos) + tint * procedural
+
     background = SyntheticLayer(
-        texture=smooth_texture(rng, bg_h, bg_w, class_base_colour(rng, 0)),
+        texture=texture(bg_h, bg_w, 0),
         mask=None,
         class_id=0,
         affines=random_trajectory(rng, frames, ((bg_w - 1) / 2, (bg_h - 1) / 2), ((width - 1) / 2, (height - 1) / 2),
-                                  0.0, config.background_motion, 0.0, config.background_scale_change),
+                                  0.0, config.background_motion, config.background_rotation_deg,
+                                  config.background_scale_change),
     )
     layers = [background]
     for _ in range(int(rng.integers(config.min_objects, config.max_objects + 1))):
@@ -129,7 +231,7 @@ def sample_layers(config: SyntheticConfig, rng: np.random.Generator) -> list[Syn
         mask = shape_mask(rng, rng.uniform(0.15, 0.45) * min(height, width), kind=class_shape_kind(class_id))
         side = mask.shape[0]
         layers.append(SyntheticLayer(
-            texture=smooth_texture(rng, side, side, class_base_colour(rng, class_id), contrast=rng.uniform(25, 50)),
+            texture=texture(side, side, class_id, contrast=rng.uniform(25, 50)),
             mask=mask,
             class_id=class_id,
             affines=random_trajectory(rng, frames, ((side - 1) / 2, (side - 1) / 2),

@@ -57,11 +57,18 @@ class LossConfig:
     ssim_weight: SSIM share of ``ssim_l1`` (0.85, Monodepth). smoothness_order 1 | 2 on the
     finest (stride-4) flow block, edge constant ``smoothness_edge_alpha`` for images in [0, 1]
     (150, UFlow). occlusion_target ``"range_map"`` | ``"fb_check"``; range_map_threshold ``τ`` in
-    splatted pixels; fb_alpha1/fb_alpha2 (UnFlow). occlusion_penalty ``λ_pen``. use_seg_mask /
+    splatted pixels; fb_alpha1/fb_alpha2 (UnFlow). occlusion_penalty ``λ_pen`` (0: the head's
+    target is detached, so a penalty only biases it towards "visible"); occlusion_balanced:
+    class-balanced BCE (see ``occlusion_loss``). The target is built once at full resolution and
+    area-averaged onto the coarser levels (a range map of a 2x4 stride-32 flow says nothing about
+    occlusion, and it would splat from the padding). use_seg_mask /
     seg_mask_gamma: ``O_seg`` in the error mask (``γ``). temporal_on ``"probabilities"`` |
     ``"features"``; temporal_flow_gradient: whether ``L_tc`` trains the flow. level_weights:
     finest first (see the module docstring). both_directions: add the backward-direction terms.
     supervised_flow: add an EPE term against flow ground truth (off: ground truth never enters).
+    supervised_occlusion: samples with ground-truth occlusion (synthetic data) use it as the
+    occlusion target, for the head and for the photometric mask; the others keep the
+    self-supervised target.
     """
 
     photometric: str = "census"
@@ -73,7 +80,8 @@ class LossConfig:
     range_map_threshold: float = 0.5
     fb_alpha1: float = 0.01
     fb_alpha2: float = 0.5
-    occlusion_penalty: float = 0.1
+    occlusion_penalty: float = 0.0
+    occlusion_balanced: bool = True
     use_seg_mask: bool = True
     seg_mask_gamma: float = 1.0
     temporal_on: str = "probabilities"
@@ -81,6 +89,7 @@ class LossConfig:
     level_weights: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0)
     both_directions: bool = True
     supervised_flow: bool = False
+    supervised_occlusion: bool = False
 
     def __post_init__(self) -> None:
         self.level_weights = tuple(float(w) for w in self.level_weights)
@@ -114,6 +123,8 @@ class _Direction:
     features_b: torch.Tensor
     flow_gt: torch.Tensor | None
     flow_valid: torch.Tensor | None = None  # (B, 1, H, W) float, None = all valid
+    occ_gt: torch.Tensor | None = None      # (B, 1, H, W) float {0, 1}, occlusion of frame a
+    occ_known: torch.Tensor | None = None   # (B, 1, 1, 1) float, 1 = occ_gt is ground truth
 
 
 def _levels(prediction: FlowPrediction) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -169,6 +180,14 @@ class _Grid:
         return resize_flow(flow, cover)[..., : self.size[0], : self.size[1]]
 
 
+def _sample_validity(flow_valid: torch.Tensor | None) -> torch.Tensor | None:
+    """(B, H, W) bool forward validity -> (B, 1, H, W) float: 1 on every pixel of a sample with flow."""
+    if flow_valid is None:
+        return None
+    has_flow = flow_valid.flatten(1).any(dim=1).float().view(-1, 1, 1, 1)
+    return has_flow.expand(-1, 1, *flow_valid.shape[-2:])
+
+
 def _direction_terms(
     direction: _Direction, weights: LossWeights, config: LossConfig
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
@@ -177,7 +196,6 @@ def _direction_terms(
     diagnostics: dict[str, torch.Tensor] = {}
     prediction = direction.prediction
     levels = _levels(prediction)
-    other_levels = _levels(direction.other) if direction.other is not None else [None] * len(levels)
     grid = _Grid(*prediction.flow.shape[-2:])
 
     seg_mask = None
@@ -185,24 +203,32 @@ def _direction_terms(
         seg_mask = seg_occlusion(direction.logits_a, direction.logits_b, prediction.flow)
         diagnostics["seg_mask_fraction"] = seg_mask.mean()
 
+    full_target = None
+    if weights.photometric > 0 or weights.occlusion > 0:
+        # Built once, at full resolution, then area-averaged onto coarser levels (soft targets).
+        full_target = occlusion_target(
+            prediction.flow,
+            direction.other.flow if direction.other is not None else None,
+            config.occlusion_target,
+            config.range_map_threshold,
+            config.fb_alpha1,
+            config.fb_alpha2,
+        )
+        if config.supervised_occlusion and direction.occ_gt is not None and direction.occ_known is not None:
+            known = direction.occ_known
+            full_target = known * direction.occ_gt + (1.0 - known) * full_target
+        diagnostics["occ_fraction"] = full_target.mean()
+        diagnostics["occ_pred_mean"] = prediction.occlusion.detach().float().mean()
+
     for index, level_weight in enumerate(config.level_weights[: len(levels)]):
         if level_weight == 0:
             continue
         flow, occlusion = levels[index]
-        other = other_levels[index]
         size = tuple(flow.shape[-2:])
-        if weights.photometric > 0 or weights.occlusion > 0:
-            target = occlusion_target(
-                flow,
-                other[0] if other is not None else None,
-                config.occlusion_target,
-                config.range_map_threshold,
-                config.fb_alpha1,
-                config.fb_alpha2,
-            )
-            if index == 0:
-                diagnostics["occ_fraction"] = target.mean()
-                diagnostics["occ_pred_mean"] = occlusion.detach().float().mean()
+        if full_target is not None:
+            # Padding counts as visible; its weight is 0 below in any case.
+            target = grid.down(full_target, size, value=0.0)
+            content = grid.content(size, flow)
         if weights.photometric > 0:
             level_seg_mask = grid.down(seg_mask, size, value=0.0) if seg_mask is not None else None
             unreliable = error_mask(target, level_seg_mask, config.seg_mask_gamma)
@@ -210,14 +236,15 @@ def _direction_terms(
                 grid.down(direction.image_a, size),
                 grid.down(direction.image_b, size),
                 flow,
-                (1.0 - unreliable) * grid.content(size, flow),
+                (1.0 - unreliable) * content,
                 config.photometric,
                 config.census_size,
                 config.ssim_weight,
             )
             terms["photometric"] = terms.get("photometric", 0.0) + level_weight * value
         if weights.occlusion > 0:
-            value = occlusion_loss(occlusion, target, config.occlusion_penalty)
+            value = occlusion_loss(occlusion, target, config.occlusion_penalty, config.occlusion_balanced,
+                                   weight=(content > 0.5).to(content.dtype))
             terms["occlusion"] = terms.get("occlusion", 0.0) + level_weight * value
         if weights.supervised_flow > 0 and config.supervised_flow:
             # Compare at full resolution so the ground truth is never interpolated.
@@ -262,6 +289,9 @@ def compute_losses(
     flow_gt_fw: torch.Tensor | None = None,
     flow_gt_bw: torch.Tensor | None = None,
     flow_valid: torch.Tensor | None = None,
+    occ_gt_fw: torch.Tensor | None = None,
+    occ_gt_bw: torch.Tensor | None = None,
+    occ_known: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """All EFC losses of one batch of pairs.
 
@@ -273,7 +303,11 @@ def compute_losses(
         flow_gt_fw, flow_gt_bw: (B, 2, H, W) ground-truth flow in pixels; used only when
             ``config.supervised_flow`` (then ``flow_gt_fw`` is required).
         flow_valid: (B, H, W) bool, pixels where ``flow_gt_fw`` is valid (``None`` = all); the
-            backward ground truth is taken as valid everywhere.
+            backward ground truth is taken as valid on every pixel of a sample with any valid
+            forward pixel (datasets without flow mark all their pixels invalid).
+        occ_gt_fw, occ_gt_bw: (B, H, W) bool ground-truth occlusion of frame 1 (resp. 2); used only
+            when ``config.supervised_occlusion``.
+        occ_known: (B,) bool, samples whose ``occ_gt_*`` is ground truth (``None`` = all).
 
     Returns:
         named unweighted terms among ``seg``, ``photometric``, ``smoothness``, ``occlusion``,
@@ -286,6 +320,14 @@ def compute_losses(
         raise ValueError(f"images must both be (B, 3, H, W), got {tuple(image1.shape)} and {tuple(image2.shape)}")
     if config.supervised_flow and weights.supervised_flow > 0 and flow_gt_fw is None:
         raise ValueError("config.supervised_flow is True but flow_gt_fw is None")
+    occ_maps: list[torch.Tensor | None] = [None, None]
+    known = None
+    if config.supervised_occlusion and occ_gt_fw is not None:
+        if occ_gt_bw is None:
+            raise ValueError("supervised_occlusion needs both occ_gt_fw and occ_gt_bw")
+        occ_maps = [m.unsqueeze(1).to(image1.dtype) for m in (occ_gt_fw, occ_gt_bw)]
+        known = (torch.ones(image1.shape[0], device=image1.device) if occ_known is None
+                 else occ_known.to(image1.dtype)).view(-1, 1, 1, 1)
     terms: dict[str, torch.Tensor] = {}
     if weights.seg > 0:
         terms["seg"] = segmentation_loss([output.seg_logits1, output.seg_logits2], [label1, label2])
@@ -299,7 +341,8 @@ def compute_losses(
         directions.append(
             _Direction(output.forward, output.backward, image1, image2, output.seg_logits1, output.seg_logits2,
                        output.seg_features1, output.seg_features2, flow_gt_fw,
-                       flow_valid.unsqueeze(1).float() if flow_valid is not None else None)
+                       flow_valid.unsqueeze(1).float() if flow_valid is not None else None,
+                       occ_maps[0], known)
         )
         if config.both_directions and output.backward is not None:
             supervised_backward = config.supervised_flow and weights.supervised_flow > 0
@@ -307,7 +350,8 @@ def compute_losses(
                 raise ValueError("both_directions with supervised_flow needs flow_gt_bw")
             directions.append(
                 _Direction(output.backward, output.forward, image2, image1, output.seg_logits2, output.seg_logits1,
-                           output.seg_features2, output.seg_features1, flow_gt_bw)
+                           output.seg_features2, output.seg_features1, flow_gt_bw,
+                           _sample_validity(flow_valid), occ_maps[1], known)
             )
 
     diagnostics: dict[str, list[torch.Tensor]] = {}

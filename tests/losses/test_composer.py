@@ -209,3 +209,48 @@ def test_real_tiny_network_trains_through_every_term(size: tuple[int, int]) -> N
     for prefix in ("flow_decoder", "segmentation", "encoder", *heads):
         grads = [p.grad for name, p in model.named_parameters() if name.startswith(prefix) and p.grad is not None]
         assert grads and sum(g.abs().sum().item() for g in grads) > 0, prefix
+
+
+def test_supervised_occlusion_targets_the_ground_truth_only_where_it_is_known() -> None:
+    output = make_output()
+    gt = torch.zeros(BATCH, HEIGHT, WIDTH, dtype=torch.bool)
+    gt[:, :, :16] = True
+    weights = LossWeights(seg=0, photometric=0, smoothness=0, temporal=0, occlusion=1.0)
+    config = LossConfig(supervised_occlusion=True, level_weights=(1.0,))
+    with torch.no_grad():
+        for prediction in (output.forward, output.backward):
+            prediction.occlusion.copy_(torch.where(gt.unsqueeze(1), 0.99, 0.01))
+    known = compute_losses(output, *make_batch(), weights, config, occ_gt_fw=gt, occ_gt_bw=gt,
+                           occ_known=torch.ones(BATCH, dtype=torch.bool))
+    flipped = compute_losses(output, *make_batch(), weights, config, occ_gt_fw=~gt, occ_gt_bw=~gt,
+                             occ_known=torch.ones(BATCH, dtype=torch.bool))
+    unknown = compute_losses(output, *make_batch(), weights, config, occ_gt_fw=~gt, occ_gt_bw=~gt,
+                             occ_known=torch.zeros(BATCH, dtype=torch.bool))
+    # Matching the ground truth costs little, the flipped ground truth a lot; samples flagged as
+    # unknown ignore it and fall back to the self-supervised target (another value altogether).
+    assert known["occlusion"].item() < 0.1
+    assert flipped["occlusion"].item() > 2.0
+    assert unknown["occlusion"].item() != pytest.approx(flipped["occlusion"].item(), rel=1e-3)
+    assert known["occ_fraction"].item() == pytest.approx(gt.float().mean().item(), abs=1e-6)
+
+
+def test_coarse_levels_take_the_area_average_of_the_full_resolution_target() -> None:
+    output = make_output()
+    gt = torch.zeros(BATCH, HEIGHT, WIDTH, dtype=torch.bool)
+    gt[:, :8, :8] = True  # exactly half of the first stride-16 cell
+    weights = LossWeights(seg=0, photometric=0, smoothness=0, temporal=0, occlusion=1.0)
+    coarse_only = LossConfig(supervised_occlusion=True, level_weights=(0.0, 0.0, 1.0), occlusion_balanced=False,
+                             both_directions=False)
+    with torch.no_grad():
+        output.forward.occlusions[0].fill_(0.5)
+        output.forward.occlusions[0][:, :, 0, 0] = 0.5
+    losses = compute_losses(output, *make_batch(), weights, coarse_only, occ_gt_fw=gt, occ_gt_bw=gt)
+    # Every coarse cell predicts 0.5: BCE is log 2 whatever the (soft) target.
+    assert losses["occlusion"].item() == pytest.approx(math.log(2.0), rel=1e-5)
+    with torch.no_grad():
+        output.forward.occlusions[0].fill_(1e-3)
+        output.forward.occlusions[0][:, :, 0, 0] = 0.5
+    losses = compute_losses(output, *make_batch(), weights, coarse_only, occ_gt_fw=gt, occ_gt_bw=gt)
+    cells = (HEIGHT // 16) * (WIDTH // 16)
+    expected = (math.log(2.0) - (cells - 1) * math.log1p(-1e-3)) / cells  # target 0.5 in cell (0, 0), 0 elsewhere
+    assert losses["occlusion"].item() == pytest.approx(expected, rel=1e-4)
