@@ -1,4 +1,4 @@
-"""``efc bag ...`` subcommands: make-synthetic, process, eval, replay.
+"""``efc bag ...`` subcommands: make-synthetic, process, eval, replay, from-video.
 
 ``add_parser(subparsers)`` is called by ``efc_ros.cli``; each handler returns an exit code and
 lets ``EfcError``/``ValueError`` propagate to the CLI's one-line error reporting.
@@ -7,8 +7,11 @@ lets ``EfcError``/``ValueError`` propagate to the CLI's one-line error reporting
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import sys
 from pathlib import Path
+from typing import Callable, Iterator
 
 from efc_ros.cli import parse_size_wh
 from efc_ros.model_paths import default_model_path
@@ -16,7 +19,7 @@ from efc_ros.model_paths import default_model_path
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``bag`` and its subcommands on the top-level ``efc`` parser."""
-    bag = subparsers.add_parser("bag", help="offline rosbag tools (make-synthetic, process, eval, replay)")
+    bag = subparsers.add_parser("bag", help="offline rosbag tools (make-synthetic, process, eval, replay, from-video)")
     commands = bag.add_subparsers(dest="bag_command", required=True)
 
     make = commands.add_parser("make-synthetic", help="write a synthetic camera bag with ground-truth topics")
@@ -38,8 +41,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     process.add_argument("--topic", help="image topic (found automatically when the bag has one)")
     process.add_argument("--storage", default="mcap", choices=["mcap", "sqlite3"])
     process.add_argument("--no-color", action="store_true", help="skip the colour image topics")
-    process.add_argument("--overwrite", action="store_true")
-    process.add_argument("--json", type=Path, help="write throughput and stage timings as JSON")
+    process.add_argument("--overwrite", action="store_true", help="replace an existing output bag (never the input)")
+    process.add_argument("--json", type=Path, help="write throughput, stage timings and skipped data as JSON")
+    process.add_argument("--max-image-pixels", type=int, default=None,
+                         help="skip camera frames larger than this many pixels (default 2^25, 8K fits)")
     process.set_defaults(handler=_process)
 
     evaluate = commands.add_parser("eval", help="metrics, report and figures of a processed or replayed bag")
@@ -47,6 +52,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--output", type=Path, required=True, help="report folder")
     evaluate.add_argument("--topic", help="camera topic (found automatically when the bag has one)")
     evaluate.add_argument("--num-classes", type=int, default=32)
+    evaluate.add_argument("--overwrite", action="store_true", help="replace an existing report")
     evaluate.set_defaults(handler=_evaluate)
 
     replay = commands.add_parser("replay", help="play a bag into the running node, record its outputs, evaluate")
@@ -59,6 +65,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     replay.add_argument("--report", type=Path, help="evaluation report folder (default: OUTPUT_report)")
     replay.add_argument("--overwrite", action="store_true")
     replay.set_defaults(handler=_replay)
+
+    from_video = commands.add_parser("from-video", help="convert a phone / dash-cam clip into a camera bag")
+    from_video.add_argument("video", type=Path, help="video file (anything OpenCV opens: .mp4, .mov, .avi, ...)")
+    from_video.add_argument("output", type=Path, help="output bag folder")
+    from_video.add_argument("--topic", default="/camera/image_raw",
+                            help="image topic (default /camera/image_raw; /compressed is appended with --compressed)")
+    from_video.add_argument("--compressed", action="store_true", help="write sensor_msgs/CompressedImage (jpeg)")
+    from_video.add_argument("--frame-id", default="camera")
+    from_video.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
+    from_video.add_argument("--resize", default=None, help="WIDTHxHEIGHT of the written images (default: the clip's)")
+    from_video.add_argument("--fps", type=float, default=None, help="frame rate for the stamps (default: the clip's)")
+    from_video.add_argument("--storage", default="mcap", choices=["mcap", "sqlite3"])
+    from_video.add_argument("--overwrite", action="store_true")
+    from_video.set_defaults(handler=_from_video)
 
 
 def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -91,16 +111,31 @@ def _make_synthetic(args: argparse.Namespace) -> int:
 
 
 def _process(args: argparse.Namespace) -> int:
+    from efc_ros.bag.output_paths import check_output_apart, check_replaceable, check_writable_file
     from efc_ros.bag.process import process_bag
+    from efc_ros.image_conversions import DEFAULT_MAX_IMAGE_PIXELS
 
+    # Every output is checked before the model loads: a bad path fails in a second, not after the bag.
+    check_output_apart(args.output, [args.input])
+    check_replaceable(args.output, args.overwrite, what="bag")
+    if args.json:
+        check_output_apart(args.json, [args.input])
+        check_writable_file(args.json)
+    max_pixels = DEFAULT_MAX_IMAGE_PIXELS if args.max_image_pixels is None else args.max_image_pixels
     perceptor = build_perceptor(args)
-    progress_bar = _progress_bar("process")
-    stats = process_bag(args.input, args.output, perceptor, topic=args.topic, storage=args.storage,
-                        colors=not args.no_color, overwrite=args.overwrite, progress=progress_bar)
+    with _progress("process") as progress_bar:
+        stats = process_bag(args.input, args.output, perceptor, topic=args.topic, storage=args.storage,
+                            colors=not args.no_color, overwrite=args.overwrite, progress=progress_bar,
+                            max_image_pixels=max_pixels)
     summary = stats.as_dict()
     shares = ", ".join(f"{k} {v * 100:.0f}%" for k, v in summary["share"].items())
-    print(f"\nprocessed {stats.frames} frames ({stats.pairs} pairs) at {summary['frames_per_second']:.1f} frames/s; "
+    print(f"processed {stats.frames} frames ({stats.pairs} pairs) at {summary['frames_per_second']:.1f} frames/s; "
           f"time: {shares}; wrote {args.output}")
+    if stats.integrity.total:
+        _warn(stats.integrity.summary())
+    if stats.skipped_frames:
+        counts = ", ".join(f"{reason} {count}" for reason, count in sorted(stats.skipped_frames.items()))
+        _warn(f"skipped {sum(stats.skipped_frames.values())} camera frame(s) ({counts}); first: {stats.skip_details[0]}")
     if args.json:
         args.json.write_text(json.dumps(summary, indent=2) + "\n")
     return 0
@@ -109,37 +144,107 @@ def _process(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from efc_ros.bag.evaluate import evaluate_bag, markdown_report, write_report
 
+    check_report_folder(args.output, args.bag, args.overwrite)
     report, state = evaluate_bag(args.bag, camera_topic=args.topic, num_classes=args.num_classes)
     paths = write_report(report, state, args.output)
     print(markdown_report(report))
     print("wrote " + ", ".join(str(p) for p in paths))
+    _warn_integrity(report)
     return 0
+
+
+def check_report_folder(folder: Path, bag: Path, overwrite: bool) -> None:
+    """Refuse a report folder that would replace a report without ``--overwrite``, or touch the bag."""
+    from efc_ros.bag.evaluate import REPORT_FILES
+    from efc_ros.bag.output_paths import check_output_apart, check_replaceable, check_writable_file
+
+    check_output_apart(folder, [bag])
+    check_replaceable(folder, overwrite, what="report", keep_names=REPORT_FILES)
+    check_writable_file(folder / "report.json")
+
+
+def _warn(message: str) -> None:
+    print(f"efc: warning: {message}", file=sys.stderr)
+
+
+def _warn_integrity(report: dict) -> None:
+    for line in report.get("integrity", {}).get("warnings", []):
+        _warn(line)
 
 
 def _replay(args: argparse.Namespace) -> int:
     from efc_ros.bag.evaluate import evaluate_bag, markdown_report, write_report
     from efc_ros.bag.replay import ReplayOptions, replay_bag
 
+    report_folder = args.report or args.output.with_name(args.output.name + "_report")
+    check_report_folder(report_folder, args.input, args.overwrite)
     options = ReplayOptions(namespace=args.namespace, rate=args.rate, reliable=not args.best_effort)
     counts = replay_bag(args.input, args.output, options, topic=args.topic, overwrite=args.overwrite)
     print(f"published {counts['published']} frames, received {counts['received']}")
     report, state = evaluate_bag(args.output)
-    paths = write_report(report, state, args.report or args.output.with_name(args.output.name + "_report"))
+    paths = write_report(report, state, report_folder)
     print(markdown_report(report))
     print("wrote " + ", ".join(str(p) for p in paths))
+    _warn_integrity(report)
     return 0
 
 
-def _progress_bar(description: str):
-    """A tqdm progress callback when tqdm is installed (a development dependency), else none."""
+def _from_video(args: argparse.Namespace) -> int:
+    import os
+
+    # FFmpeg logs its own reasons ("moov atom not found") on stderr; the one-line error says it all.
+    # Read when OpenCV first opens a capture, i.e. inside this command.
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+    from efc_ros.bag.from_video import VideoBagOptions, video_to_bag
+
+    options = VideoBagOptions(
+        topic=args.topic, compressed=args.compressed, frame_id=args.frame_id, max_frames=args.max_frames,
+        size=parse_size_wh(args.resize) if args.resize else None, fps=args.fps, storage=args.storage,
+    )
+    bars: list = []  # created at the first frame, so a failed start prints only the error line
+
+    def progress(done: int, total: int | None) -> None:
+        if not bars:
+            try:
+                from tqdm import tqdm
+            except ImportError:  # a development dependency: no bar without it
+                return
+            bars.append(tqdm(desc="from-video", unit="frame", total=total, leave=False))
+        bars[0].update(done - bars[0].n)
+
+    try:
+        result = video_to_bag(args.video, args.output, options, overwrite=args.overwrite, progress=progress)
+    finally:
+        for bar in bars:
+            bar.close()
+    kind = "CompressedImage jpeg" if args.compressed else "Image rgb8"
+    print(f"wrote {result.frames} frames ({result.width}x{result.height}, {kind}, {result.fps:g} fps, "
+          f"{result.duration_s:.2f} s) on {result.topic} to {result.path}")
+    return 0
+
+
+@contextlib.contextmanager
+def _progress(description: str) -> Iterator[Callable[[int], None] | None]:
+    """A tqdm progress callback on a terminal (tqdm is a development dependency), closed on exit.
+
+    The bar is created at the first frame and only on a terminal, so an error at start-up, or
+    output piped to a file, never carries a bar fragment before ``efc: error: ...``.
+    """
     try:
         from tqdm import tqdm
     except ImportError:
-        return None
-    bar = tqdm(desc=description, unit="frame", leave=False)
+        yield None
+        return
+    bars: list = []
 
     def update(done: int) -> None:
-        bar.n = done
-        bar.refresh()
+        if not bars:
+            bars.append(tqdm(desc=description, unit="frame", leave=False, disable=None))
+        bars[0].n = done
+        bars[0].refresh()
 
-    return update
+    try:
+        yield update
+    finally:
+        for bar in bars:
+            bar.close()
