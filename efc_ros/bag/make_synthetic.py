@@ -48,6 +48,8 @@ class SyntheticBagOptions:
     #: Receive time minus stamp, as a driver and DDS would add; keeps bag time != stamp.
     transport_delay_s: float = 0.004
     with_ground_truth: bool = True
+    #: "procedural" or "photo" (efc_core.data.synthetic.SyntheticConfig.texture_source).
+    texture_source: str = "procedural"
 
     def validate(self) -> None:
         """``ValueError`` naming the first bad option."""
@@ -102,7 +104,7 @@ def make_synthetic_bag(output: str | Path, options: SyntheticBagOptions, overwri
             length = min(options.segment_length, options.num_frames - frame_index)
             config = SyntheticConfig(
                 height=options.height, width=options.width, num_frames=max(length, 2),
-                num_classes=options.num_classes,
+                num_classes=options.num_classes, texture_source=options.texture_source,
             )
             sequence = generate_sequence(config, seed=options.seed * 1000 + segment)
             for local in range(length):
