@@ -14,4 +14,15 @@ class BackendError(EfcError):
 
 
 class InputError(EfcError, ValueError):
-    """An input image, message or bag cannot be used (bad encoding, size, corrupt data)."""
+    """An input image, message or bag cannot be used (bad encoding, size, corrupt data).
+
+    ``kind`` names the problem in a word or two (``"encoding"``, ``"corrupt_image"``,
+    ``"too_large"``, ``"duplicate_stamp"`` ...) so that callers can count each kind separately.
+    """
+
+    kind: str = "input"
+
+    def __init__(self, message: str = "", *, kind: str | None = None) -> None:
+        super().__init__(message)
+        if kind is not None:
+            self.kind = kind

@@ -1,8 +1,9 @@
 """The two-frame state machine (ROS_NODE.md must-have 3).
 
 The network looks at a pair (previous frame, current frame). The previous frame is only a valid
-partner when it comes from the same camera (``frame_id``), has the same resolution, and is
-strictly older by at most ``max_frame_gap_s``. Anything else (first frame, a rosbag looping back
+partner when it comes from the same camera (``frame_id``), has the same resolution and image
+format (an rgb8 frame never pairs with a mono8 or depth frame), and is strictly older by at most
+``max_frame_gap_s``. Anything else (first frame, a rosbag looping back
 in time, a dropped stretch of frames, a camera switching resolution) resets the pair: the current
 frame is processed on its own and becomes the partner of the next one.
 
@@ -25,8 +26,10 @@ RESET_RESOLUTION = "resolution changed"
 RESET_BACKWARDS = "time went backwards"
 RESET_GAP = "gap too large"
 RESET_DUPLICATE = "duplicate stamp"
+RESET_FORMAT = "image format changed"
 RESET_REASONS: tuple[str, ...] = (
     RESET_FIRST_FRAME, RESET_FRAME_ID, RESET_RESOLUTION, RESET_BACKWARDS, RESET_GAP, RESET_DUPLICATE,
+    RESET_FORMAT,
 )
 
 
@@ -35,13 +38,15 @@ class FrameInfo(Generic[PayloadT]):
     """A frame kept as the next pair's partner.
 
     stamp_ns: header stamp in nanoseconds; size: (height, width) in pixels of the input image;
-    payload: what the pipeline needs of it later (encoder features or the preprocessed tensor).
+    payload: what the pipeline needs of it later (encoder features or the preprocessed tensor);
+    image_format: the source's format (e.g. a ROS encoding), "" when unknown.
     """
 
     stamp_ns: int
     frame_id: str
     size: tuple[int, int]
     payload: PayloadT
+    image_format: str = ""
 
 
 @dataclass(frozen=True)
@@ -89,13 +94,15 @@ class FramePairer(Generic[PayloadT]):
         """The frame the next one may pair with (None before the first accepted frame)."""
         return self._previous
 
-    def decide(self, stamp_ns: int, frame_id: str, size: tuple[int, int]) -> PairDecision[PayloadT]:
+    def decide(self, stamp_ns: int, frame_id: str, size: tuple[int, int],
+               image_format: str = "") -> PairDecision[PayloadT]:
         """Whether the kept frame is a valid partner for a frame ``(stamp_ns, frame_id, size)``.
 
         Args:
             stamp_ns: header stamp of the current frame, nanoseconds.
             frame_id: its ``header.frame_id``.
             size: its (height, width) in pixels.
+            image_format: its source format (e.g. ``"rgb8"``); a change resets the pair.
         """
         previous = self._previous
         if previous is None:
@@ -104,6 +111,8 @@ class FramePairer(Generic[PayloadT]):
             return PairDecision(None, RESET_FRAME_ID)
         if tuple(size) != previous.size:
             return PairDecision(None, RESET_RESOLUTION)
+        if image_format != previous.image_format:
+            return PairDecision(None, RESET_FORMAT)
         dt_ns = int(stamp_ns) - previous.stamp_ns
         if dt_ns < 0:
             return PairDecision(None, RESET_BACKWARDS)
@@ -113,10 +122,11 @@ class FramePairer(Generic[PayloadT]):
             return PairDecision(None, RESET_GAP)
         return PairDecision(previous, None, dt_ns * 1e-9)
 
-    def accept(self, stamp_ns: int, frame_id: str, size: tuple[int, int], payload: PayloadT) -> None:
+    def accept(self, stamp_ns: int, frame_id: str, size: tuple[int, int], payload: PayloadT,
+               image_format: str = "") -> None:
         """Keep this frame (processed successfully) as the partner of the next one."""
         height, width = (int(v) for v in size)
-        self._previous = FrameInfo(int(stamp_ns), str(frame_id), (height, width), payload)
+        self._previous = FrameInfo(int(stamp_ns), str(frame_id), (height, width), payload, str(image_format))
 
     def reset(self) -> None:
         """Forget the kept frame; the next one starts a new pair (reason "first frame")."""

@@ -136,16 +136,24 @@ class Perceptor:
         prev_tensor = previous.tensor if previous is not None and previous.tensor is not None else tensor
         return self.backend.infer(prev_tensor, tensor), _KeptFrame(tensor=tensor)
 
-    def process(self, image: np.ndarray, stamp_ns: int, frame_id: str = "") -> PerceptionResult:
+    def process(self, image: np.ndarray, stamp_ns: int, frame_id: str = "", *,
+                image_format: str = "") -> PerceptionResult:
         """Segment one frame and, when it pairs with the previous one, estimate flow and occlusion.
 
         Args:
             image: (H, W, 3) uint8 RGB.
             stamp_ns: the image's header stamp in nanoseconds (pairing uses it, never wall time).
             frame_id: the image's ``header.frame_id``.
+            image_format: what the image was decoded from (e.g. the ROS encoding); frames of
+                different formats never pair.
+
+        Outputs are identified by (stamp, frame_id): a frame with the same stamp and frame_id as
+        the previous processed one is refused (``InputError`` of kind ``duplicate_stamp``) rather
+        than given a second, different segmentation under the same header.
 
         Raises:
-            InputError: ``image`` is not (H, W, 3) uint8, or ``stamp_ns`` is not an int.
+            InputError: ``image`` is not (H, W, 3) uint8, ``stamp_ns`` is not an int, or the
+            frame duplicates the previous one's stamp.
             BackendError: inference failed or produced NaN/Inf (the pair state is unchanged).
         """
         start = time.perf_counter()
@@ -157,7 +165,12 @@ class Perceptor:
         tensor = preprocess(image, geometry, self.manifest.mean, self.manifest.std, self._input_dtype)
         preprocessed = time.perf_counter()
 
-        decision = self._pairer.decide(int(stamp_ns), frame_id, size)
+        decision = self._pairer.decide(int(stamp_ns), frame_id, size, image_format)
+        kept_before = self._pairer.previous
+        if kept_before is not None and kept_before.stamp_ns == int(stamp_ns) and kept_before.frame_id == frame_id:
+            raise InputError(f"frame {frame_id!r} at {int(stamp_ns)} ns has the same stamp as the previous "
+                             f"processed frame; dropped (outputs are identified by their header)",
+                             kind="duplicate_stamp")
         previous = decision.previous.payload if decision.previous is not None else None
         outputs, kept = self._run_backend(tensor, previous)
         inferred = time.perf_counter()
@@ -179,7 +192,7 @@ class Perceptor:
             occlusion = occlusion_to_input(outputs.occlusion, geometry)
         done = time.perf_counter()
 
-        self._pairer.accept(int(stamp_ns), frame_id, size, kept)
+        self._pairer.accept(int(stamp_ns), frame_id, size, kept, image_format)
         timings = {
             "preprocess": (preprocessed - start) * 1e3,
             "inference": (inferred - preprocessed) * 1e3,

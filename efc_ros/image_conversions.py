@@ -7,11 +7,18 @@ tight ``step`` and ``is_bigendian = 0``.
 
 Everything here is plain numpy/OpenCV plus the message classes, so it runs and is tested on a
 machine without cv_bridge; where cv_bridge is installed a test checks that both agree.
+
+Input integrity: only camera intensity encodings are decoded (depth, float and generic label
+encodings such as ``16UC1``/``32FC1``/``8UC1`` are refused); frames declaring more than
+``max_pixels`` are refused before any pixel is allocated (for PNG/JPEG from the header, so a
+decompression bomb costs nothing); corrupt JPEG/PNG data that the decoders only warn about is
+detected (see ``compressed_image``). Every refusal is an ``InputError`` whose ``kind`` names it.
 """
 
 from __future__ import annotations
 
 import array
+import re
 import sys
 
 import cv2
@@ -20,6 +27,9 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
 from efc_core.errors import InputError
+from efc_ros.input_checks import (  # noqa: F401  (re-exported: the node and bag tools import them from here)
+    DEFAULT_MAX_IMAGE_PIXELS, DecodedImage, check_pixel_count, compressed_image, compressed_image_size, error_kind,
+)
 
 #: encoding -> (channels, bytes per channel) of the raw layout in ``Image.data``.
 _RAW_LAYOUTS: dict[str, tuple[int, int]] = {
@@ -28,14 +38,12 @@ _RAW_LAYOUTS: dict[str, tuple[int, int]] = {
     "rgba8": (4, 1),
     "bgra8": (4, 1),
     "mono8": (1, 1),
-    "8UC1": (1, 1),
     "8UC3": (3, 1),
     "yuv422": (2, 1),  # UYVY: U Y0 V Y1, two bytes per pixel
     "uyvy": (2, 1),
     "yuv422_yuy2": (2, 1),  # YUYV: Y0 U Y1 V
     "yuyv": (2, 1),
     "mono16": (1, 2),
-    "16UC1": (1, 2),
     "rgb16": (3, 2),
     "bgr16": (3, 2),
     "rgba16": (4, 2),
@@ -54,9 +62,7 @@ _TO_RGB: dict[str, int | None] = {
     "bgra8": cv2.COLOR_BGRA2RGB,
     "bgra16": cv2.COLOR_BGRA2RGB,
     "mono8": cv2.COLOR_GRAY2RGB,
-    "8UC1": cv2.COLOR_GRAY2RGB,
     "mono16": cv2.COLOR_GRAY2RGB,
-    "16UC1": cv2.COLOR_GRAY2RGB,
     "yuv422": cv2.COLOR_YUV2RGB_UYVY,
     "uyvy": cv2.COLOR_YUV2RGB_UYVY,
     "yuv422_yuy2": cv2.COLOR_YUV2RGB_YUY2,
@@ -64,6 +70,23 @@ _TO_RGB: dict[str, int | None] = {
 }
 
 SUPPORTED_ENCODINGS: tuple[str, ...] = tuple(_RAW_LAYOUTS)
+
+#: Generic OpenCV-style encodings (``16UC1``, ``32FC1``, ``8UC1`` ...): depth, disparity, label or
+#: float images, not camera intensity. ``8UC3`` stays accepted (drivers use it for colour).
+_GENERIC_ENCODING = re.compile(r"^(8|16|32|64)(U|S|F)C[0-9]+$")
+
+
+def check_encoding(encoding: str) -> None:
+    """``InputError`` (kind ``encoding``) unless ``encoding`` is a camera image encoding decoded here."""
+    if encoding in _RAW_LAYOUTS:
+        return
+    if _GENERIC_ENCODING.match(encoding or ""):
+        raise InputError(
+            f"encoding {encoding!r} is not a camera intensity image (depth, disparity, label or float data); "
+            f"expected one of {', '.join(SUPPORTED_ENCODINGS)}", kind="encoding")
+    raise InputError(
+        f"unsupported image encoding {encoding!r}; supported: {', '.join(SUPPORTED_ENCODINGS)}", kind="encoding")
+
 
 #: Output encodings this module writes: numpy dtype and channel count of each.
 _OUTPUT_LAYOUTS: dict[str, tuple[np.dtype, int]] = {
@@ -84,6 +107,7 @@ def raw_to_rgb(
     step: int,
     encoding: str,
     is_bigendian: bool = False,
+    max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
 ) -> np.ndarray:
     """Decode a raw image buffer laid out as in ``sensor_msgs/Image`` to RGB.
 
@@ -93,33 +117,31 @@ def raw_to_rgb(
         step: bytes per row, ``>= width * channels * bytes_per_channel`` (rows may be padded).
         encoding: one of ``SUPPORTED_ENCODINGS``.
         is_bigendian: byte order of 16-bit encodings (ignored for 8-bit ones).
+        max_pixels: largest ``height * width`` accepted (0: no limit).
 
     Returns:
         (height, width, 3) uint8 RGB. 16-bit inputs are scaled by 255/65535. For ``rgb8`` without
         padding this is a read-only view on ``data``.
 
     Raises:
-        InputError: unsupported encoding, zero size, step too small or data shorter than
-        ``height * step``.
+        InputError: unsupported or non-intensity encoding, zero size, more than ``max_pixels``,
+        step too small or data shorter than ``height * step``.
     """
-    layout = _RAW_LAYOUTS.get(encoding)
-    if layout is None:
-        raise InputError(
-            f"unsupported image encoding {encoding!r}; supported: {', '.join(SUPPORTED_ENCODINGS)}"
-        )
-    channels, depth = layout
+    check_encoding(encoding)
+    channels, depth = _RAW_LAYOUTS[encoding]
     if height <= 0 or width <= 0:
-        raise InputError(f"image has zero size: {width}x{height}")
+        raise InputError(f"image has zero size: {width}x{height}", kind="size")
+    check_pixel_count(height, width, max_pixels)
     row_bytes = width * channels * depth
     if step < row_bytes:
-        raise InputError(f"step {step} is smaller than width*bytes_per_pixel = {row_bytes} for {encoding}")
+        raise InputError(f"step {step} is smaller than width*bytes_per_pixel = {row_bytes} for {encoding}", kind="size")
     if encoding in ("yuv422", "uyvy", "yuv422_yuy2", "yuyv") and width % 2:
-        raise InputError(f"{encoding} needs an even width (two pixels share chroma), got {width}")
+        raise InputError(f"{encoding} needs an even width (two pixels share chroma), got {width}", kind="size")
     buffer = np.frombuffer(data, dtype=np.uint8)
     if buffer.size < height * step:
         raise InputError(
-            f"image data has {buffer.size} bytes, expected height*step = {height}*{step} = {height * step}"
-        )
+            f"image data has {buffer.size} bytes, expected height*step = {height}*{step} = {height * step}",
+            kind="size")
 
     # Rows of `step` bytes, of which the first `row_bytes` are pixels: a strided view, no copy.
     rows = buffer[: height * step].reshape(height, step)[:, :row_bytes]
@@ -141,7 +163,7 @@ def raw_to_rgb(
     return cv2.cvtColor(np.ascontiguousarray(source), conversion)
 
 
-def image_msg_to_rgb(msg: Image) -> np.ndarray:
+def image_msg_to_rgb(msg: Image, *, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> np.ndarray:
     """Decode a ``sensor_msgs/Image`` to (H, W, 3) uint8 RGB (see ``raw_to_rgb``); ``InputError`` on bad input."""
     return raw_to_rgb(
         msg.data,
@@ -150,25 +172,22 @@ def image_msg_to_rgb(msg: Image) -> np.ndarray:
         step=int(msg.step),
         encoding=msg.encoding,
         is_bigendian=bool(msg.is_bigendian),
+        max_pixels=max_pixels,
     )
 
 
-def compressed_msg_to_rgb(msg: CompressedImage) -> np.ndarray:
+def compressed_msg_to_rgb(msg: CompressedImage, *, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+                          allow_corrupt: bool = False) -> np.ndarray:
     """Decode a jpeg/png ``sensor_msgs/CompressedImage`` with ``cv2.imdecode`` to (H, W, 3) uint8 RGB.
 
     ``format`` (e.g. ``"jpeg"``, ``"png"`` or image_transport's ``"bgr8; jpeg compressed bgr8"``)
-    is only checked for the compression kind: the bytes themselves say what they are.
+    is only checked for the compression kind: the bytes themselves say what they are. A stream the
+    decoder reports as corrupt is an ``InputError`` (kind ``corrupt_image``) unless ``allow_corrupt``.
     """
-    fmt = (msg.format or "").lower()
-    if fmt and not any(kind in fmt for kind in ("jpeg", "jpg", "png")):
-        raise InputError(f"unsupported CompressedImage format {msg.format!r}; expected jpeg or png")
-    buffer = np.frombuffer(msg.data, dtype=np.uint8)
-    if buffer.size == 0:
-        raise InputError("CompressedImage has no data")
-    bgr = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise InputError(f"cv2.imdecode could not decode {buffer.size} bytes of format {msg.format!r}")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    decoded = compressed_image(msg, max_pixels=max_pixels)
+    if decoded.warnings and not allow_corrupt:
+        raise InputError(f"corrupt {len(msg.data)}-byte image: {'; '.join(decoded.warnings)}", kind="corrupt_image")
+    return decoded.rgb
 
 
 def _byte_array(values: np.ndarray) -> array.array:

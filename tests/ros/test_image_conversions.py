@@ -119,7 +119,10 @@ def test_bad_raw_images_raise_input_error_naming_the_problem(kwargs, message):
 def test_corrupt_compressed_image_raises_input_error():
     msg = CompressedImage(format="jpeg")
     msg.data = b"not a jpeg at all"
-    with pytest.raises(InputError, match="imdecode"):
+    with pytest.raises(InputError, match="neither PNG nor JPEG"):
+        compressed_msg_to_rgb(msg)
+    msg.data = b"\xff\xd8\xff\xda\x00\x02" + bytes(20)  # a JPEG whose scan starts before any frame header
+    with pytest.raises(InputError, match="without a frame"):
         compressed_msg_to_rgb(msg)
     with pytest.raises(InputError, match="format 'tiff'"):
         compressed_msg_to_rgb(CompressedImage(format="tiff"))

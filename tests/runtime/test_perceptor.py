@@ -183,3 +183,17 @@ def test_backend_failure_leaves_the_pair_untouched(tmp_path: Path) -> None:
     with pytest.raises(BackendError, match="occlusion"):
         perceptor.process(_frames(1)[0], 0, "cam")
     assert perceptor._pairer.previous is None
+
+
+def test_image_format_change_resets_and_a_duplicate_stamp_is_refused(translation_model: Path) -> None:
+    perceptor = Perceptor(create_backend("onnxruntime", translation_model))
+    frames = _frames(4)
+    perceptor.process(frames[0], 0, "cam", image_format="rgb8")
+    assert perceptor.process(frames[1], 10_000_000, "cam", image_format="rgb8").flow is not None
+    changed = perceptor.process(frames[2], 20_000_000, "cam", image_format="mono8")
+    assert changed.flow is None and changed.pair_reset_reason == "image format changed"
+    with pytest.raises(InputError, match="same stamp") as refused:
+        perceptor.process(frames[3], 20_000_000, "cam", image_format="mono8")
+    assert refused.value.kind == "duplicate_stamp"
+    after = perceptor.process(frames[3], 30_000_000, "cam", image_format="mono8")
+    assert after.prev_stamp_ns == 20_000_000  # the refused duplicate never became a partner
