@@ -306,8 +306,8 @@ def evaluate_real(method: str, data_root: Path, size: tuple[int, int] | None = N
 
 def format_table(report: dict) -> str:
     """A plain-text table of a report (per sequence, then the sets' summaries)."""
-    lines = [f"method {report['method']}  (pairs i -> i+{report['gap']}, every {report['every']}th; "
-             f"residual in grey levels over in-frame targets)",
+    lines = [f"method {report['method']}  (pairs i -> i+{report['gap']}, i = 0, {report['every']}, "
+             f"{2 * report['every']}, ...; residual in grey levels over in-frame targets)",
              f"{'set/sequence':<32}{'pairs':>6}{'resid':>8}{'zero':>8}{'reduct':>8}{'inside':>8}{'occl':>7}{'ms':>8}"]
     for key in ("davis", "kitti_odometry"):
         if key not in report:
