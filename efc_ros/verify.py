@@ -185,6 +185,10 @@ def run_cli(args: argparse.Namespace) -> int:
     from efc_ros.cli import parse_size_wh
 
     size = parse_size_wh(args.size) if args.size else None
+    if args.json:  # checked first: a bad --json path must not come after a printed PASS
+        from efc_ros.output_paths import check_writable_file
+
+        check_writable_file(args.json)
     for path in (args.model_a, args.model_b):
         if not path.exists():
             raise FileNotFoundError(f"model {path} not found")

@@ -7,8 +7,11 @@ lets ``EfcError``/``ValueError`` propagate to the CLI's one-line error reporting
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import sys
 from pathlib import Path
+from typing import Callable, Iterator
 
 from efc_ros.cli import parse_size_wh
 from efc_ros.model_paths import default_model_path
@@ -38,8 +41,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     process.add_argument("--topic", help="image topic (found automatically when the bag has one)")
     process.add_argument("--storage", default="mcap", choices=["mcap", "sqlite3"])
     process.add_argument("--no-color", action="store_true", help="skip the colour image topics")
-    process.add_argument("--overwrite", action="store_true")
-    process.add_argument("--json", type=Path, help="write throughput and stage timings as JSON")
+    process.add_argument("--overwrite", action="store_true", help="replace an existing output bag (never the input)")
+    process.add_argument("--json", type=Path, help="write throughput, stage timings and skipped data as JSON")
+    process.add_argument("--max-image-pixels", type=int, default=None,
+                         help="skip camera frames larger than this many pixels (default 2^25, 8K fits)")
     process.set_defaults(handler=_process)
 
     evaluate = commands.add_parser("eval", help="metrics, report and figures of a processed or replayed bag")
@@ -47,6 +52,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--output", type=Path, required=True, help="report folder")
     evaluate.add_argument("--topic", help="camera topic (found automatically when the bag has one)")
     evaluate.add_argument("--num-classes", type=int, default=32)
+    evaluate.add_argument("--overwrite", action="store_true", help="replace an existing report")
     evaluate.set_defaults(handler=_evaluate)
 
     replay = commands.add_parser("replay", help="play a bag into the running node, record its outputs, evaluate")
@@ -105,16 +111,31 @@ def _make_synthetic(args: argparse.Namespace) -> int:
 
 
 def _process(args: argparse.Namespace) -> int:
+    from efc_ros.output_paths import check_output_apart, check_replaceable, check_writable_file
     from efc_ros.bag.process import process_bag
+    from efc_ros.image_conversions import DEFAULT_MAX_IMAGE_PIXELS
 
+    # Every output is checked before the model loads: a bad path fails in a second, not after the bag.
+    check_output_apart(args.output, [args.input])
+    check_replaceable(args.output, args.overwrite, what="bag")
+    if args.json:
+        check_output_apart(args.json, [args.input])
+        check_writable_file(args.json)
+    max_pixels = DEFAULT_MAX_IMAGE_PIXELS if args.max_image_pixels is None else args.max_image_pixels
     perceptor = build_perceptor(args)
-    progress_bar = _progress_bar("process")
-    stats = process_bag(args.input, args.output, perceptor, topic=args.topic, storage=args.storage,
-                        colors=not args.no_color, overwrite=args.overwrite, progress=progress_bar)
+    with _progress("process") as progress_bar:
+        stats = process_bag(args.input, args.output, perceptor, topic=args.topic, storage=args.storage,
+                            colors=not args.no_color, overwrite=args.overwrite, progress=progress_bar,
+                            max_image_pixels=max_pixels)
     summary = stats.as_dict()
     shares = ", ".join(f"{k} {v * 100:.0f}%" for k, v in summary["share"].items())
-    print(f"\nprocessed {stats.frames} frames ({stats.pairs} pairs) at {summary['frames_per_second']:.1f} frames/s; "
+    print(f"processed {stats.frames} frames ({stats.pairs} pairs) at {summary['frames_per_second']:.1f} frames/s; "
           f"time: {shares}; wrote {args.output}")
+    if stats.integrity.total:
+        _warn(stats.integrity.summary())
+    if stats.skipped_frames:
+        counts = ", ".join(f"{reason} {count}" for reason, count in sorted(stats.skipped_frames.items()))
+        _warn(f"skipped {sum(stats.skipped_frames.values())} camera frame(s) ({counts}); first: {stats.skip_details[0]}")
     if args.json:
         args.json.write_text(json.dumps(summary, indent=2) + "\n")
     return 0
@@ -123,24 +144,50 @@ def _process(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from efc_ros.bag.evaluate import evaluate_bag, markdown_report, write_report
 
+    check_report_folder(args.output, args.bag, args.overwrite)
     report, state = evaluate_bag(args.bag, camera_topic=args.topic, num_classes=args.num_classes)
     paths = write_report(report, state, args.output)
     print(markdown_report(report))
     print("wrote " + ", ".join(str(p) for p in paths))
+    _warn_integrity(report)
     return 0
+
+
+def check_report_folder(folder: Path, bag: Path, overwrite: bool) -> None:
+    """Refuse a report folder that would replace a report without ``--overwrite``, or touch the bag."""
+    from efc_ros.bag.evaluate import REPORT_FILES
+    from efc_ros.output_paths import check_output_apart, check_replaceable, check_writable_file
+
+    check_output_apart(folder, [bag])
+    check_replaceable(folder, overwrite, what="report", keep_names=REPORT_FILES)
+    check_writable_file(folder / "report.json")
+
+
+def _warn(message: str) -> None:
+    print(f"efc: warning: {message}", file=sys.stderr)
+
+
+def _warn_integrity(report: dict) -> None:
+    for line in report.get("integrity", {}).get("warnings", []):
+        _warn(line)
 
 
 def _replay(args: argparse.Namespace) -> int:
     from efc_ros.bag.evaluate import evaluate_bag, markdown_report, write_report
     from efc_ros.bag.replay import ReplayOptions, replay_bag
 
+    report_folder = args.report or args.output.with_name(args.output.name + "_report")
+    check_report_folder(report_folder, args.input, args.overwrite)
     options = ReplayOptions(namespace=args.namespace, rate=args.rate, reliable=not args.best_effort)
     counts = replay_bag(args.input, args.output, options, topic=args.topic, overwrite=args.overwrite)
     print(f"published {counts['published']} frames, received {counts['received']}")
+    if counts["integrity"].total:
+        _warn(counts["integrity"].summary())
     report, state = evaluate_bag(args.output)
-    paths = write_report(report, state, args.report or args.output.with_name(args.output.name + "_report"))
+    paths = write_report(report, state, report_folder)
     print(markdown_report(report))
     print("wrote " + ", ".join(str(p) for p in paths))
+    _warn_integrity(report)
     return 0
 
 
@@ -178,16 +225,28 @@ def _from_video(args: argparse.Namespace) -> int:
     return 0
 
 
-def _progress_bar(description: str):
-    """A tqdm progress callback when tqdm is installed (a development dependency), else none."""
+@contextlib.contextmanager
+def _progress(description: str) -> Iterator[Callable[[int], None] | None]:
+    """A tqdm progress callback on a terminal (tqdm is a development dependency), closed on exit.
+
+    The bar is created at the first frame and only on a terminal, so an error at start-up, or
+    output piped to a file, never carries a bar fragment before ``efc: error: ...``.
+    """
     try:
         from tqdm import tqdm
     except ImportError:
-        return None
-    bar = tqdm(desc=description, unit="frame", leave=False)
+        yield None
+        return
+    bars: list = []
 
     def update(done: int) -> None:
-        bar.n = done
-        bar.refresh()
+        if not bars:
+            bars.append(tqdm(desc=description, unit="frame", leave=False, disable=None))
+        bars[0].n = done
+        bars[0].refresh()
 
-    return update
+    try:
+        yield update
+    finally:
+        for bar in bars:
+            bar.close()

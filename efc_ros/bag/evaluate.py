@@ -6,6 +6,11 @@ dropped frames (camera frames without an output) and latency when the bag's rece
 (bags recorded by ``efc bag replay``). With ``/ground_truth/*`` topics: mIoU, EPE (all/noc/occ),
 Fl-all and occlusion F1. Frames are matched by ``header.stamp``; the bag is streamed through a
 small window of stamps, so long bags do not have to fit in memory.
+
+Corrupt messages (MCAP chunk CRC, CDR, size fields) are skipped and counted; ground truth with
+impossible values (non-finite flow, flow far beyond the image size, class ids outside
+``num_classes``) is left out of the metrics. Both are listed under ``integrity`` in the report
+and printed as warnings, so a corrupt bag never turns silently into a metric.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import numpy as np
 from efc_core.errors import InputError
 from efc_core.flow_ops import warp_image
 from efc_core.metrics import FlowMetrics, OcclusionMetrics, SegmentationMetrics, TemporalConsistency
+from efc_ros.bag.integrity import IntegrityReport
 from efc_ros.bag.io import COMPRESSED_TYPE, find_image_topic, open_bag, read_messages, stamp_to_ns
 from efc_ros.bag.make_synthetic import GT_FLOW_TOPIC, GT_OCCLUSION_TOPIC, GT_SEGMENTATION_TOPIC
 from efc_ros.bag.process import OUTPUT_NAMESPACE
@@ -31,6 +37,31 @@ OCC_PROB_TOPIC = f"{OUTPUT_NAMESPACE}/occlusion/probability"
 OCC_TOPIC = f"{OUTPUT_NAMESPACE}/occlusion"
 CAMERA_KEY = "camera"
 NUM_SAMPLE_FRAMES = 4
+#: Files ``write_report`` writes: the only ones ``--overwrite`` may replace in a report folder.
+REPORT_FILES = ("report.json", "report.md", "montage.png", "metrics_over_time.png")
+#: Ground-truth flow larger than this many times the image's larger side cannot be real.
+MAX_FLOW_IMAGE_FACTOR = 2.0
+
+
+def implausible_ground_truth(topic: str, array: np.ndarray, num_classes: int) -> str | None:
+    """Why a ground-truth array cannot be real (and must not become a metric), or None.
+
+    Args:
+        topic: ``GT_FLOW_TOPIC`` (H, W, 2) float pixels, or ``GT_SEGMENTATION_TOPIC`` (H, W) class ids.
+    """
+    if topic == GT_FLOW_TOPIC:
+        finite = np.isfinite(array)
+        if not finite.all():
+            return f"{int((~finite).sum())} non-finite flow values"
+        limit = MAX_FLOW_IMAGE_FACTOR * max(array.shape[:2])
+        largest = float(np.abs(array).max()) if array.size else 0.0
+        if largest > limit:
+            return f"flow of {largest:.3g} px, beyond {limit:.0f} px ({MAX_FLOW_IMAGE_FACTOR:g}x the image size)"
+    elif topic == GT_SEGMENTATION_TOPIC:
+        bad = (array >= num_classes) & (array != 255)
+        if bad.any():
+            return f"{int(bad.sum())} class ids >= num_classes {num_classes} (max {int(array.max())})"
+    return None
 
 
 @dataclass
@@ -60,6 +91,9 @@ class EvaluationState:
     series: dict[str, list[float]] = field(default_factory=lambda: {
         "time_s": [], "epe": [], "photometric_residual": [], "latency_ms": []})
     samples: list[dict[str, np.ndarray]] = field(default_factory=list)
+    integrity: IntegrityReport = field(default_factory=IntegrityReport)
+    implausible: dict[str, int] = field(default_factory=dict)
+    implausible_details: list[str] = field(default_factory=list)
     has_ground_truth: dict[str, bool] = field(default_factory=lambda: {"segmentation": False, "flow": False, "occlusion": False})
 
     def __post_init__(self) -> None:
@@ -158,14 +192,24 @@ def evaluate_bag(bag: str | Path, *, camera_topic: str | None = None, num_classe
                 if SEG_TOPIC in record.arrays:
                     state.previous, state.previous_stamp = record, stamp
 
-        for item in read_messages(reader, wanted):
+        for item in read_messages(reader, wanted, state.integrity):
             stamp = stamp_to_ns(item.message.header.stamp)
             first_stamp = stamp if first_stamp is None else min(first_stamp, stamp)
             key = CAMERA_KEY if item.topic == image_topic else item.topic
-            if key == CAMERA_KEY:
-                array = compressed_msg_to_rgb(item.message) if image_type == COMPRESSED_TYPE else image_msg_to_rgb(item.message)
-            else:
-                array = image_msg_to_array(item.message)
+            try:
+                if key == CAMERA_KEY:
+                    array = compressed_msg_to_rgb(item.message) if image_type == COMPRESSED_TYPE else image_msg_to_rgb(item.message)
+                else:
+                    array = image_msg_to_array(item.message)
+            except (InputError, ValueError) as error:
+                state.integrity.add(item.topic, 1, f"message at {stamp} ns: {error}")
+                continue
+            problem = implausible_ground_truth(item.topic, array, num_classes)
+            if problem is not None:
+                state.implausible[item.topic] = state.implausible.get(item.topic, 0) + 1
+                if len(state.implausible_details) < 20:
+                    state.implausible_details.append(f"{item.topic} at {stamp} ns: {problem}")
+                continue
             record = records.setdefault(stamp, FrameRecord())
             record.arrays[key] = array
             record.bag_times[key] = item.bag_time_ns
@@ -193,6 +237,7 @@ def build_report(state: EvaluationState, image_topic: str | None) -> dict[str, A
         },
         "latency_ms": None,
         "ground_truth": {},
+        "integrity": integrity_section(state),
     }
     if state.latencies_ms:
         latencies = np.asarray(state.latencies_ms)
@@ -226,6 +271,23 @@ def write_report(report: dict[str, Any], state: EvaluationState, output_dir: str
     return paths
 
 
+def integrity_section(state: EvaluationState) -> dict[str, Any]:
+    """Corrupt messages skipped and implausible ground truth left out, with one warning line each."""
+    section = state.integrity.as_dict()
+    section["implausible_ground_truth"] = dict(state.implausible)
+    section["implausible_details"] = list(state.implausible_details)
+    warnings = []
+    if state.integrity.total:
+        warnings.append(state.integrity.summary())
+    if state.implausible:
+        counts = ", ".join(f"{topic} {count}" for topic, count in sorted(state.implausible.items()))
+        first = state.implausible_details[0] if state.implausible_details else ""
+        warnings.append(f"left {sum(state.implausible.values())} ground-truth message(s) with impossible values "
+                        f"out of the metrics ({counts}); first: {first}")
+    section["warnings"] = warnings
+    return section
+
+
 def _fmt(value: Any, digits: int = 3) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
@@ -249,5 +311,7 @@ def markdown_report(report: dict[str, Any]) -> str:
                   f"| Fl-all | {_fmt(flow['fl_all'])} |"]
     if "occlusion" in gt:
         lines.append(f"| occlusion F1 | {_fmt(gt['occlusion']['f1'])} |")
+    for warning in report.get("integrity", {}).get("warnings", []):
+        lines.append(f"| **warning** | {warning} |")
     lines += ["", "Figures: `montage.png` (sample frames), `metrics_over_time.png`.", ""]
     return "\n".join(lines)

@@ -8,17 +8,21 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import tempfile
+import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 from rosbags.highlevel import AnyReader
-from rosbags.rosbag2 import StoragePlugin, Writer
+from rosbags.rosbag2 import StoragePlugin
 from rosbags.typesys import Stores, get_typestore
 
 from efc_core.errors import InputError
+from efc_ros.bag.integrity import ChecksummedWriter, IntegrityReport, drop_corrupt_chunks, message_problem
+from efc_ros.output_paths import (
+    check_output_apart, check_replaceable, make_staging_folder, remove_stale_staging,
+)
 
 #: Pinned to the oldest target distro so bags open on Humble and Jazzy alike (ROS_NODE.md).
 TYPESTORE = get_typestore(Stores.ROS2_HUMBLE)
@@ -110,17 +114,43 @@ def open_bag(path: str | Path) -> Iterator[AnyReader]:
             reader.close()
 
 
-def read_messages(reader: AnyReader, topics: list[str]) -> Iterator[BagMessage]:
-    """Deserialised messages of ``topics`` in bag order; a corrupt record is an ``InputError``."""
+def read_messages(reader: AnyReader, topics: list[str],
+                  integrity: IntegrityReport | None = None) -> Iterator[BagMessage]:
+    """Deserialised messages of ``topics`` in bag order.
+
+    Corrupt data is counted in ``integrity`` and skipped: MCAP chunks failing their CRC (see
+    ``efc_ros.bag.integrity``), records that do not deserialise, images whose size fields disagree
+    with their data. Without ``integrity`` a corrupt message is an ``InputError``. A bag whose
+    storage cannot be read at all (truncated file, broken index) is always an ``InputError``.
+    """
+    report = integrity if integrity is not None else IntegrityReport()
     connections = [c for c in reader.connections if c.topic in topics]
     try:
+        drop_corrupt_chunks(reader, set(topics), report)
+    except Exception as error:
+        raise InputError(f"corrupt bag data while checking {topics}: {error}") from None
+    _raise_unless_collected(report, integrity)
+    try:
         for connection, bag_time_ns, raw in reader.messages(connections=connections):
-            message = reader.deserialize(raw, connection.msgtype)
+            try:
+                message = reader.deserialize(raw, connection.msgtype)
+                problem = message_problem(connection.msgtype, message)
+            except Exception as error:  # rosbags' CDR errors (SerdeError, struct/index errors)
+                problem = f"CDR data does not deserialise as {connection.msgtype}: {type(error).__name__}"
+            if problem is not None:
+                report.add(connection.topic, 1, f"message at bag time {bag_time_ns} ns: {problem}")
+                _raise_unless_collected(report, integrity)
+                continue
             yield BagMessage(connection.topic, connection.msgtype, bag_time_ns, message)
     except InputError:
         raise
     except Exception as error:
         raise InputError(f"corrupt bag data while reading {topics}: {error}") from None
+
+
+def _raise_unless_collected(report: IntegrityReport, integrity: IntegrityReport | None) -> None:
+    if integrity is None and report.total:
+        raise InputError(f"corrupt bag data: {report.problems[0]}")
 
 
 def topic_types(reader: AnyReader) -> dict[str, str]:
@@ -153,26 +183,40 @@ def find_image_topic(reader: AnyReader, requested: str | None = None) -> tuple[s
 
 
 class BagOutput:
-    """A bag written into a temporary folder and moved into place only on success.
+    """A bag written into a hidden staging folder and moved into place only on success.
 
-    A failed run leaves nothing at ``path`` that could be mistaken for a finished output.
+    A failed or interrupted run leaves nothing at ``path`` that could be mistaken for a finished
+    output, and its staging folder is removed (on SIGKILL, by the next run writing ``path``).
+    Nothing is touched before every check passed: ``path`` is not one of ``inputs``, does not
+    contain one and does not lie inside one; with ``overwrite`` it replaces only a bag folder.
+    MCAP chunks carry CRC-32s (``efc_ros.bag.integrity.ChecksummedWriter``).
     """
 
-    def __init__(self, path: str | Path, storage: str = "mcap", overwrite: bool = False) -> None:
+    def __init__(self, path: str | Path, storage: str = "mcap", overwrite: bool = False,
+                 inputs: Iterable[str | Path] = ()) -> None:
         self.path = Path(path)
-        if self.path.exists() and not overwrite:
-            raise InputError(f"output {self.path} already exists (use --overwrite)")
         plugins = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
         if storage not in plugins:
             raise ValueError(f"unknown storage {storage!r}; expected 'mcap' or 'sqlite3'")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._staging = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", dir=self.path.parent))
+        check_output_apart(self.path, inputs)
+        check_replaceable(self.path, overwrite, what="bag")
+        removed, unknown = remove_stale_staging(self.path)
+        for folder in removed:
+            print(f"efc: removed {folder}, the staging folder of a killed run", file=sys.stderr)
+        for folder in unknown:
+            print(f"efc: warning: {folder} looks like the staging folder of an interrupted run; "
+                  f"delete it if no other run is writing {self.path}", file=sys.stderr)
+        self._staging = make_staging_folder(self.path)
         self._bag_dir = self._staging / self.path.name
-        self._writer = Writer(self._bag_dir, version=BAG_VERSION, storage_plugin=plugins[storage])
+        self._writer = ChecksummedWriter(self._bag_dir, version=BAG_VERSION, storage_plugin=plugins[storage])
         self._connections: dict[str, Any] = {}
 
     def __enter__(self) -> "BagOutput":
-        self._writer.open()
+        try:
+            self._writer.open()
+        except BaseException:
+            shutil.rmtree(self._staging, ignore_errors=True)
+            raise
         return self
 
     def write(self, topic: str, message: Any, bag_time_ns: int) -> None:
@@ -190,10 +234,14 @@ class BagOutput:
 
     def __exit__(self, exc_type: Any, exc: Any, traceback: Any) -> None:
         try:
-            self._writer.close()
             if exc_type is None:
+                self._writer.close()
                 if self.path.exists():
-                    shutil.rmtree(self.path)
+                    # Move the old bag aside first: the new one takes its place in one rename.
+                    self.path.rename(self._staging / f"{self.path.name}.replaced")
                 self._bag_dir.rename(self.path)
+            else:
+                with contextlib.suppress(Exception):
+                    self._writer.abort()
         finally:
             shutil.rmtree(self._staging, ignore_errors=True)

@@ -18,10 +18,11 @@ import numpy as np
 from efc_core.errors import InputError
 from efc_core.perceptor import PerceptionResult, Perceptor
 from efc_core.viz import colorize_labels, flow_to_color, occlusion_to_color
+from efc_ros.bag.integrity import IntegrityReport
 from efc_ros.bag.io import (
     COMPRESSED_TYPE, BagOutput, find_image_topic, image_message, open_bag, read_messages, stamp_to_ns,
 )
-from efc_ros.image_conversions import compressed_msg_to_rgb, image_msg_to_rgb
+from efc_ros.image_conversions import DEFAULT_MAX_IMAGE_PIXELS, compressed_msg_to_rgb, error_kind, image_msg_to_rgb
 
 OUTPUT_NAMESPACE = "/efc"
 
@@ -34,14 +35,28 @@ class ProcessStats:
     pairs: int = 0
     pair_resets: dict[str, int] = field(default_factory=dict)
     reordered: int = 0
+    #: Camera frames read but not processed, by reason (corrupt image, duplicate stamp, ...).
+    skipped_frames: dict[str, int] = field(default_factory=dict)
+    #: Messages skipped as corrupt while reading (chunk CRC, CDR, size fields).
+    integrity: IntegrityReport = field(default_factory=IntegrityReport)
+    #: First few "stamp: reason" lines of the skipped frames.
+    skip_details: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=lambda: {
         "read": 0.0, "decode": 0.0, "inference": 0.0, "outputs": 0.0, "write": 0.0})
+
+    def skip(self, reason: str, detail: str) -> None:
+        """Count a camera frame that produced no outputs."""
+        self.skipped_frames[reason] = self.skipped_frames.get(reason, 0) + 1
+        if len(self.skip_details) < 20:
+            self.skip_details.append(detail)
 
     def as_dict(self) -> dict[str, Any]:
         total = sum(self.seconds.values())
         return {
             "frames": self.frames, "pairs": self.pairs, "pair_resets": dict(self.pair_resets),
-            "reordered": self.reordered, "seconds": dict(self.seconds),
+            "reordered": self.reordered, "skipped_frames": dict(self.skipped_frames),
+            "skip_details": list(self.skip_details), "integrity": self.integrity.as_dict(),
+            "seconds": dict(self.seconds),
             "frames_per_second": self.frames / total if total > 0 else 0.0,
             "share": {k: (v / total if total > 0 else 0.0) for k, v in self.seconds.items()},
         }
@@ -80,6 +95,7 @@ def process_bag(
     reorder_window: int = 16,
     overwrite: bool = False,
     progress: Callable[[int], None] | None = None,
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
 ) -> ProcessStats:
     """Process ``input_bag`` into ``output_bag``; returns counts and stage timings.
 
@@ -90,13 +106,19 @@ def process_bag(
             shows camera, outputs and ground truth together.
         reorder_window: messages held back to sort by ``header.stamp`` before pairing.
         progress: called with the number of frames done so far.
+        max_image_pixels: camera frames declaring more pixels are skipped before decoding.
+
+    Corrupt messages are skipped and counted in ``stats.integrity``; camera frames that cannot be
+    used (undecodable or corrupt image, refused encoding, duplicate stamp) in
+    ``stats.skipped_frames``. The output must not be, contain or lie inside the input.
     """
     if reorder_window < 1:
         raise ValueError(f"reorder_window must be >= 1, got {reorder_window}")
     stats = ProcessStats()
     palette = np.asarray(perceptor.backend.manifest.palette, dtype=np.uint8)
     perceptor.reset()
-    with open_bag(input_bag) as reader, BagOutput(output_bag, storage=storage, overwrite=overwrite) as output:
+    with open_bag(input_bag) as reader, \
+            BagOutput(output_bag, storage=storage, overwrite=overwrite, inputs=[input_bag]) as output:
         image_topic, msgtype = find_image_topic(reader, topic)
         copied = [t for t in (c.topic for c in reader.connections) if copy_input and t.startswith("/ground_truth")]
         pending: list[tuple[int, int, int, Any]] = []  # (stamp, order, bag_time, message)
@@ -104,9 +126,20 @@ def process_bag(
 
         def handle(stamp_ns: int, bag_time_ns: int, message: Any) -> None:
             started = time.perf_counter()
-            rgb = compressed_msg_to_rgb(message) if msgtype == COMPRESSED_TYPE else image_msg_to_rgb(message)
-            decoded = time.perf_counter()
-            result = perceptor.process(rgb, stamp_ns=stamp_ns, frame_id=message.header.frame_id)
+            try:
+                if msgtype == COMPRESSED_TYPE:
+                    rgb = compressed_msg_to_rgb(message, max_pixels=max_image_pixels)
+                    image_format = "compressed"
+                else:
+                    rgb = image_msg_to_rgb(message, max_pixels=max_image_pixels)
+                    image_format = message.encoding
+                decoded = time.perf_counter()
+                result = perceptor.process(rgb, stamp_ns=stamp_ns, frame_id=message.header.frame_id,
+                                           image_format=image_format)
+            except InputError as error:
+                reason = error_kind(error)
+                stats.skip(reason, f"{stamp_ns} ns: {error}")
+                return
             inferred = time.perf_counter()
             messages = output_messages(result, palette, colors)
             produced = time.perf_counter()
@@ -125,7 +158,7 @@ def process_bag(
                 progress(stats.frames)
 
         read_started = time.perf_counter()
-        for item in read_messages(reader, [image_topic] + copied):
+        for item in read_messages(reader, [image_topic] + copied, stats.integrity):
             stats.seconds["read"] += time.perf_counter() - read_started
             if copy_input:
                 started = time.perf_counter()
@@ -146,5 +179,9 @@ def process_bag(
             handle(stamp_ns, bag_time, message)
         if stats.frames == 0:
             # An empty topic is an input error, not an empty success (the output is discarded).
+            skipped = sum(stats.skipped_frames.values()) + stats.integrity.skipped.get(image_topic, 0)
+            if skipped:
+                first = (stats.skip_details or stats.integrity.problems)[0]
+                raise InputError(f"none of the {skipped} frames on {image_topic!r} could be used; first: {first}")
             raise InputError(f"topic {image_topic!r} has no messages")
     return stats

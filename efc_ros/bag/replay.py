@@ -16,6 +16,8 @@ from typing import Any
 
 from efc_core.errors import InputError
 from efc_ros.bag.io import BagOutput, find_image_topic, open_bag
+from efc_ros.bag.integrity import IntegrityReport, drop_corrupt_chunks
+from efc_ros.output_paths import check_output_apart
 
 #: Node outputs recorded (relative to the node's namespace) and their types.
 RECORDED_OUTPUTS = {
@@ -59,18 +61,22 @@ def replay_bag(input_bag: str | Path, output_bag: str | Path, options: ReplayOpt
 
     reliability = ReliabilityPolicy.RELIABLE if options.reliable else ReliabilityPolicy.BEST_EFFORT
     qos = QoSProfile(depth=50, reliability=reliability)
+    check_output_apart(output_bag, [input_bag])  # before the node is started
     with open_bag(input_bag) as reader:
         camera_topic, camera_type = find_image_topic(reader, topic)
         gt_connections = [c for c in reader.connections if c.topic.startswith("/ground_truth")]
         camera_connections = [c for c in reader.connections if c.topic == camera_topic]
+        # Chunks failing their CRC are taken out (and counted) instead of ending the replay midway.
+        integrity = IntegrityReport()
+        drop_corrupt_chunks(reader, {c.topic for c in camera_connections + gt_connections}, integrity)
         context = rclpy.Context()
         rclpy.init(context=context)
         node = rclpy.create_node("efc_bag_replay", context=context)
         executor = rclpy.executors.SingleThreadedExecutor(context=context)
         executor.add_node(node)
-        counts = {"published": 0, "received": {name: 0 for name in RECORDED_OUTPUTS}}
+        counts = {"published": 0, "received": {name: 0 for name in RECORDED_OUTPUTS}, "integrity": integrity}
         try:
-            with BagOutput(output_bag, storage=options.storage, overwrite=overwrite) as output:
+            with BagOutput(output_bag, storage=options.storage, overwrite=overwrite, inputs=[input_bag]) as output:
                 def recorder(name: str):
                     def callback(raw: bytes) -> None:
                         counts["received"][name] += 1
