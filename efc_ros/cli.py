@@ -1,8 +1,9 @@
 """The ``efc`` command line: export, build-engine, verify, bench (and ``bag`` when installed).
 
-Every expected failure (``EfcError``, ``ValueError``, ``FileNotFoundError``) is reported as one
-line ``efc: error: <reason>`` on stderr with exit code 2, no traceback; ``verify`` exits 1 when a
-tolerance is exceeded. Heavy libraries (torch, tensorrt) are imported inside the handlers that
+Every expected failure (``EfcError``, ``ValueError``, ``OSError`` such as a read-only or full
+disk) is reported as one line ``efc: error: <reason>`` on stderr with exit code 2, no traceback;
+``verify`` exits 1 when a tolerance is exceeded. SIGTERM is handled like Ctrl-C: partial outputs
+and staging folders are removed, exit code 143. Heavy libraries (torch, tensorrt) are imported inside the handlers that
 need them, so ``efc --help`` and the numpy-only commands start fast on a robot.
 
 Sizes on the command line are ``WIDTHxHEIGHT`` (``640x480``), as in ``efc bag``.
@@ -11,6 +12,7 @@ Sizes on the command line are ``WIDTHxHEIGHT`` (``640x480``), as in ``efc bag``.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -46,6 +48,7 @@ def _add_export(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset, 16 or 17 (default 17)")
     parser.add_argument("--direction", default="forward", choices=["forward", "backward"], help="flow direction of the export")
     parser.add_argument("--no-split", action="store_true", help="skip the streaming encoder/decoder graphs")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing export of the same name")
     parser.set_defaults(handler=_run_export)
 
 
@@ -59,6 +62,7 @@ def _run_export(args: argparse.Namespace) -> int:
         raise ValueError("give the ONNX output once: efc export CHECKPOINT -o MODEL.onnx")
     if not args.checkpoint.is_file():
         raise FileNotFoundError(f"checkpoint {args.checkpoint} not found")
+    _check_export_target(output, args.checkpoint, overwrite=args.overwrite)
     from efc_core.export.onnx_export import export_onnx
 
     height = width = None
@@ -70,6 +74,21 @@ def _run_export(args: argparse.Namespace) -> int:
     print(f"exported {args.checkpoint} -> {', '.join(sorted(manifest.graphs.values()))} "
           f"({size}, opset {manifest.opset}, {manifest.num_classes} classes, {manifest.flow_direction} flow)")
     return 0
+
+
+def _check_export_target(output: Path, checkpoint: Path, *, overwrite: bool) -> None:
+    """Refuse to replace an export (X.onnx, X.encoder.onnx, X.decoder.onnx, X.json) or the checkpoint
+    without ``--overwrite``, and probe that the folder is writable, before torch is imported."""
+    from efc_ros.output_paths import check_output_apart, check_writable_file
+
+    check_output_apart(output, [checkpoint])
+    stem = output.name.removesuffix(".onnx")
+    siblings = [output, output.with_name(f"{stem}.encoder.onnx"), output.with_name(f"{stem}.decoder.onnx"),
+                output.with_name(f"{stem}.json")]
+    existing = [str(path) for path in siblings if path.exists()]
+    if existing and not overwrite:
+        raise ValueError(f"{', '.join(existing)} already exist(s) (use --overwrite to replace)")
+    check_writable_file(output)
 
 
 def _add_build_engine(subparsers: argparse._SubParsersAction) -> None:
@@ -176,19 +195,43 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived: unwinds like Ctrl-C, so every ``finally`` and context manager cleans up."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+def _os_error_message(error: OSError) -> str:
+    """``cannot write /x/y: Read-only file system`` style text for an ``OSError``."""
+    reason = error.strerror or str(error) or type(error).__name__
+    target = error.filename if error.filename is not None else ""
+    return f"{reason}: {target}" if target else reason
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point ``efc``; returns the process exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return int(args.handler(args) or 0)
-    except (EfcError, ValueError, FileNotFoundError) as error:
+    except (EfcError, ValueError) as error:
         message = " ".join(str(error).split()) or type(error).__name__
         print(f"{PROGRAM}: error: {message}", file=sys.stderr)
         return 2
+    except OSError as error:  # FileNotFoundError, PermissionError, read-only or full disk ...
+        print(f"{PROGRAM}: error: {' '.join(_os_error_message(error).split())}", file=sys.stderr)
+        return 2
+    except Terminated:
+        print(f"{PROGRAM}: terminated (SIGTERM); partial outputs removed", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print(f"{PROGRAM}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,10 @@ plain Python types on save, so ``torch.load(weights_only=True)`` (no pickled cod
 from __future__ import annotations
 
 import os
+import pickle
+import re
 import subprocess
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -88,20 +91,44 @@ def save_checkpoint(path: str | Path, model: EFCNet, *, train_config: dict, step
     return path
 
 
+def _safe_torch_load(path: Path, map_location: str | torch.device) -> Any:
+    """``torch.load(weights_only=True)`` with one-line errors that say what the file is not.
+
+    Checkpoints are only ever loaded safely: a file that needs pickled code is refused, and the
+    message never suggests ``weights_only=False``.
+    """
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+    # torch.save writes a zip archive (PyTorch >= 1.6) or, in the legacy format, a pickle (0x80).
+    if not zipfile.is_zipfile(path) and not head.startswith((b"\x80", b"PK\x03\x04")):
+        raise ModelError(f"{path} is not a PyTorch checkpoint: neither a zip archive nor a pickle "
+                         f"(it starts with {head!r})")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(error))
+        what = f" ({found.group(1)})" if found else ""
+        raise ModelError(f"{path} is not an EFC checkpoint: it holds Python objects{what} that safe loading "
+                         f"(weights_only=True) refuses; checkpoints are never loaded unsafely") from None
+    except Exception as error:  # torch raises many types (zip, runtime, key, unicode) for a bad file
+        first_line = (str(error).strip().splitlines() or [""])[0][:200]
+        raise ModelError(f"cannot read checkpoint {path}: not a valid PyTorch file "
+                         f"({type(error).__name__}: {first_line})") from None
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
     """Read a checkpoint dict; ``ModelError`` when missing, unreadable or not in this format."""
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"checkpoint not found: {path}")
-    try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as error:  # torch raises many types (pickle, zip, runtime) for a bad file
-        raise ModelError(f"cannot read checkpoint {path}: {type(error).__name__}: {error}") from error
+    checkpoint = _safe_torch_load(path, map_location)
     if not isinstance(checkpoint, dict):
-        raise ModelError(f"checkpoint {path} holds a {type(checkpoint).__name__}, not a dict")
+        raise ModelError(f"{path} holds a {type(checkpoint).__name__}, not an EFC checkpoint "
+                         f"(a dict written by efc_core.model.checkpoint.save_checkpoint)")
     missing = [key for key in REQUIRED_KEYS if key not in checkpoint]
     if missing:
-        raise ModelError(f"checkpoint {path} lacks keys {missing}")
+        hint = " (a bare state_dict?)" if checkpoint and all(isinstance(v, torch.Tensor) for v in checkpoint.values()) else ""
+        raise ModelError(f"{path} is not an EFC checkpoint{hint}: it lacks keys {missing}")
     if checkpoint["format_version"] != FORMAT_VERSION:
         raise ModelError(f"checkpoint {path} has format_version {checkpoint['format_version']!r}, "
                          f"this code reads {FORMAT_VERSION}")
