@@ -85,6 +85,14 @@ class NodeStatistics:
             self.last_error = f"{kind}: {message}"
             return self.errors_by_kind[kind]
 
+    def record_warning(self, kind: str, message: str) -> int:
+        """A frame was processed despite a problem (e.g. a corrupt JPEG published on request); counted
+        with the errors of ``kind`` but not as a failed frame. Returns the count of this kind."""
+        with self._lock:
+            self.errors_by_kind[kind] += 1
+            self.last_error = f"{kind}: {message}"
+            return self.errors_by_kind[kind]
+
     @property
     def errors(self) -> int:
         """All per-frame errors so far."""
@@ -129,15 +137,22 @@ class NodeStatistics:
             values.append(("last_error", self.last_error))
             last_input = self._received_times[-1] if self._received_times else None
             errors_now = sum(self.errors_by_kind.values())
+            processed_ever = self.frames_processed
+            kinds = ", ".join(f"{kind} {count}" for kind, count in sorted(self.errors_by_kind.items()))
 
         status = DiagnosticStatus(name=name, hardware_id=hardware_id)
         status.values = [KeyValue(key=k, value=v) for k, v in list(info.items()) + values]
         if last_input is None or now - last_input > _STALE_PERIODS * period_s:
             status.level, status.message = DiagnosticStatus.WARN, "no input images"
         elif input_rate > 0 and output_rate == 0:
-            status.level, status.message = DiagnosticStatus.WARN, "input arrives but no outputs yet"
-        elif errors_now and self.last_error:
-            status.level, status.message = DiagnosticStatus.OK, f"running; {errors_now} frame errors so far"
+            # Every error kind is named, so the status alone says why nothing comes out.
+            status.level = DiagnosticStatus.WARN
+            status.message = ("input arrives but no outputs yet" if processed_ever == 0
+                              else "input arrives but no outputs in the last period")
+            if errors_now:
+                status.message += f"; frame errors so far: {kinds}"
+        elif errors_now:
+            status.level, status.message = DiagnosticStatus.OK, f"running; {errors_now} frame errors so far ({kinds})"
         else:
             status.level, status.message = DiagnosticStatus.OK, "running"
         return status

@@ -7,7 +7,9 @@
 Transitions:
 
 * ``configure``: create the backend, Perceptor and publishers. A missing or mismatched model is
-  logged in one line and returns FAILURE (the node stays unconfigured and can be fixed + retried).
+  logged in one line and returns FAILURE: the node stays unconfigured, ``model_path`` and
+  ``backend`` can be set (``ros2 param set``; they are read-only once configured) and configure
+  retried.
 * ``activate``: start the worker thread, subscribe to ``image`` (or ``image/compressed``), start
   diagnostics. ``deactivate`` undoes exactly that (the frame in flight finishes first).
 * ``cleanup`` / ``shutdown``: destroy publishers and close the backend.
@@ -27,7 +29,7 @@ from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.lifecycle import State, TransitionCallbackReturn
 
 from efc_core.errors import EfcError
-from efc_ros.node_parameters import declare_perception_parameters
+from efc_ros.node_parameters import UNCONFIGURED_PARAMETERS, declare_perception_parameters
 from efc_ros.perception_node import NODE_NAME, BackendProvider, PerceptionCallbacks
 
 
@@ -40,8 +42,9 @@ class PerceptionLifecycleNode(PerceptionCallbacks, LifecycleNode):
         super().__init__(node_name, **node_kwargs)
         self._backend_provider = backend_provider
         self.backend = None
+        self._configured = False
         try:
-            self.settings = declare_perception_parameters(self)
+            self.settings = declare_perception_parameters(self, not_read_only=UNCONFIGURED_PARAMETERS)
         except Exception:
             self.destroy_node()
             raise
@@ -55,6 +58,7 @@ class PerceptionLifecycleNode(PerceptionCallbacks, LifecycleNode):
             self.get_logger().error(f"configure failed: {' '.join(str(error).split())}")
             self._unload()
             return TransitionCallbackReturn.FAILURE
+        self._configured = True
         self.get_logger().info(f"configured: {self.backend.name} ({self.backend.precision}) "
                                f"model {self.backend.manifest.model_name!r}")
         return TransitionCallbackReturn.SUCCESS
@@ -72,19 +76,26 @@ class PerceptionLifecycleNode(PerceptionCallbacks, LifecycleNode):
     def on_cleanup(self, state: State) -> TransitionCallbackReturn:
         """Release the model and the publishers."""
         self._unload()
+        self._configured = False
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: State) -> TransitionCallbackReturn:
         """Release everything from whichever state the node is in."""
         self._stop_io()
         self._unload()
+        self._configured = False
         return TransitionCallbackReturn.SUCCESS
 
     def on_error(self, state: State) -> TransitionCallbackReturn:
         """An exception escaped a transition: release everything, back to unconfigured."""
         self._stop_io()
         self._unload()
+        self._configured = False
         return TransitionCallbackReturn.SUCCESS
+
+    def _writable_now(self) -> frozenset[str]:
+        """``model_path`` and ``backend`` may change while the node holds no model."""
+        return frozenset() if self._configured else UNCONFIGURED_PARAMETERS
 
     def destroy_node(self) -> None:
         """Stop and release everything, then destroy the ROS node."""

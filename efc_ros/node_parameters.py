@@ -18,6 +18,10 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 BACKENDS: tuple[str, ...] = ("onnxruntime", "tensorrt", "torch")
 RESIZE_MODES: tuple[str, ...] = ("letterbox", "stretch")
 QOS_RELIABILITIES: tuple[str, ...] = ("best_effort", "reliable")
+CORRUPT_IMAGE_POLICIES: tuple[str, ...] = ("skip", "publish")
+#: Read-only in the plain node, but settable while the lifecycle node is unconfigured (a failed
+#: configure is fixed by setting them and configuring again).
+UNCONFIGURED_PARAMETERS: frozenset[str] = frozenset({"backend", "model_path"})
 
 
 class ParameterError(ValueError):
@@ -161,6 +165,18 @@ PARAMETER_SPECS: tuple[ParameterSpec, ...] = (
         read_only=True, float_range=(0.1, 60.0),
     ),
     ParameterSpec(
+        "max_image_pixels", 1 << 25,
+        "Largest input frame in pixels (width * height); larger frames are refused before decoding (a small "
+        "PNG/JPEG can declare a huge size). Default 2^25 = 33.5 MP: 8K UHD fits.",
+        int_range=(1, 1 << 31),
+    ),
+    ParameterSpec(
+        "corrupt_image_policy", "skip",
+        "What to do with a compressed frame the JPEG/PNG decoder reports as corrupt: skip (count, log, no "
+        "outputs) or publish (count, log, process it anyway). Both are counted in /diagnostics.",
+        choices=CORRUPT_IMAGE_POLICIES,
+    ),
+    ParameterSpec(
         "log_throttle_sec", 5.0,
         "At most one log line per kind of per-frame error in this many seconds (every error is still "
         "counted).",
@@ -193,6 +209,8 @@ class PerceptionParameters:
     qos_reliability: str = "best_effort"
     qos_depth: int = 5
     diagnostics_period: float = 1.0
+    max_image_pixels: int = 1 << 25
+    corrupt_image_policy: str = "skip"
     log_throttle_sec: float = 5.0
 
     @property
@@ -222,12 +240,20 @@ class PerceptionParameters:
         return None
 
 
-def check_parameter_changes(current: PerceptionParameters, changes: Mapping[str, Any]) -> str | None:
-    """Why a runtime change cannot be applied (unknown name, read-only, bad value), or None."""
+def check_parameter_changes(current: PerceptionParameters, changes: Mapping[str, Any],
+                            writable: frozenset[str] = frozenset()) -> str | None:
+    """Why a runtime change cannot be applied (unknown name, read-only, bad value), or None.
+
+    ``writable``: read-only parameters that may change now (the lifecycle node's
+    ``UNCONFIGURED_PARAMETERS`` while it is unconfigured).
+    """
     for name in changes:
         if name not in SPECS_BY_NAME:
             return f"unknown parameter {name!r}"
-        if name not in RUNTIME_PARAMETERS and changes[name] != getattr(current, name):
+        if name not in RUNTIME_PARAMETERS and name not in writable and changes[name] != getattr(current, name):
+            if name in UNCONFIGURED_PARAMETERS:
+                return (f"{name} is read-only at runtime (restart the node; a lifecycle node takes it while "
+                        f"unconfigured)")
             return f"{name} is read-only at runtime (restart the node to change it)"
     try:
         current.replace(changes)
@@ -236,8 +262,11 @@ def check_parameter_changes(current: PerceptionParameters, changes: Mapping[str,
     return None
 
 
-def declare_perception_parameters(node: Any) -> PerceptionParameters:
+def declare_perception_parameters(node: Any, not_read_only: frozenset[str] = frozenset()) -> PerceptionParameters:
     """Declare every parameter on ``node`` (an ``rclpy.node.Node``) and return the validated values.
+
+    ``not_read_only``: parameters declared without rclpy's read-only flag because the node itself
+    decides when they may change (the lifecycle node: while unconfigured).
 
     Raises:
         ParameterError: a value given at start-up (``-p`` or a params file) has the wrong type, is
@@ -249,7 +278,10 @@ def declare_perception_parameters(node: Any) -> PerceptionParameters:
     values: dict[str, Any] = {}
     for spec in PARAMETER_SPECS:
         try:
-            parameter = node.declare_parameter(spec.name, spec.default, spec.descriptor())
+            descriptor = spec.descriptor()
+            if spec.name in not_read_only:
+                descriptor.read_only = False
+            parameter = node.declare_parameter(spec.name, spec.default, descriptor)
         except (InvalidParameterTypeException, InvalidParameterValueException) as error:
             raise ParameterError(f"invalid start-up value for parameter {spec.name}: {error}") from None
         values[spec.name] = parameter.value

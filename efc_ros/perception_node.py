@@ -2,7 +2,9 @@
 
 Topics (relative, so a namespace or remapping separates cameras):
 
-* in: ``image`` (``sensor_msgs/Image``) or, with ``use_compressed``, ``image/compressed``;
+* in: ``image`` (``sensor_msgs/Image``) or, with ``use_compressed``, ``<image>/compressed`` (image_transport
+  naming: ``-r image:=/cam/image_raw`` listens on ``/cam/image_raw/compressed``); refused frames
+  (non-intensity encoding, above ``max_image_pixels``, corrupt, repeated stamp) are counted per kind;
 * out: ``segmentation`` mono8 class ids, ``segmentation/color`` rgb8, ``overlay`` rgb8,
   ``flow`` 32FC2 (dx, dy) pixels, ``flow/color`` rgb8, ``flow/prev_stamp``, ``occlusion`` mono8
   (0/255), ``occlusion/probability`` 32FC1 (optional); ``/diagnostics``.
@@ -39,7 +41,7 @@ from efc_core import viz
 from efc_core.errors import BackendError, EfcError, InputError, ModelError
 from efc_core.perceptor import Perceptor, PerceptionResult
 from efc_ros.diagnostics import NodeStatistics, diagnostic_array
-from efc_ros.image_conversions import array_to_image_msg, compressed_msg_to_rgb, image_msg_to_rgb
+from efc_ros.image_conversions import array_to_image_msg, compressed_image, error_kind, image_msg_to_rgb
 from efc_ros.inference_worker import LatestFrameWorker
 from efc_ros.node_parameters import (
     PerceptionParameters,
@@ -184,7 +186,7 @@ class PerceptionCallbacks:
         input_qos = self._input_qos(reliability, depth)
         if self.settings.use_compressed:
             self._subscription = self.create_subscription(
-                CompressedImage, "image/compressed", self._on_image, input_qos)
+                CompressedImage, self._compressed_topic(), self._on_image, input_qos)
         else:
             self._subscription = self.create_subscription(Image, "image", self._on_image, input_qos)
         self._diagnostics_timer = self.create_timer(self.settings.diagnostics_period, self._publish_diagnostics)
@@ -215,6 +217,17 @@ class PerceptionCallbacks:
             self.backend.close()
         self.backend = None
 
+    def _compressed_topic(self) -> str:
+        """image_transport's name: ``<base>/compressed`` of the (remapped) ``image`` topic.
+
+        ``-r image:=/cam/image_raw`` gives ``/cam/image_raw/compressed``; an explicit remapping of
+        ``image/compressed`` itself still wins.
+        """
+        direct = self.resolve_topic_name("image/compressed")
+        if direct != self.resolve_topic_name("image/compressed", only_expand=True):
+            return direct
+        return self.resolve_topic_name("image") + "/compressed"
+
     @staticmethod
     def _input_qos(reliability: str, depth: int) -> QoSProfile:
         if reliability == "best_effort":
@@ -244,13 +257,17 @@ class PerceptionCallbacks:
     def _on_set_parameters(self, parameters: list[Any]) -> SetParametersResult:
         changes = {parameter.name: parameter.value for parameter in parameters}
         ours = {name: value for name, value in changes.items() if hasattr(self.settings, name)}
-        reason = check_parameter_changes(self.settings, ours)
+        reason = check_parameter_changes(self.settings, ours, self._writable_now())
         if reason is not None:
             self.get_logger().warning(f"rejected parameter change {changes}: {reason}")
             return SetParametersResult(successful=False, reason=reason)
         # Humble has no post-set callback: apply here; the worker picks the snapshot up per frame.
         self.settings = self.settings.replace(ours)
         return SetParametersResult(successful=True)
+
+    def _writable_now(self) -> frozenset[str]:
+        """Read-only parameters that may change at this moment (none in the plain node)."""
+        return frozenset()
 
     def _publish_diagnostics(self) -> None:
         info = {
@@ -278,13 +295,10 @@ class PerceptionCallbacks:
             self._perceptor_settings = settings
         self._perceptor.temporal_fusion = settings.temporal_fusion
         start = time.perf_counter()
-        if isinstance(frame.msg, CompressedImage):
-            rgb = compressed_msg_to_rgb(frame.msg)
-        else:
-            rgb = image_msg_to_rgb(frame.msg)
+        rgb, image_format = self._decode(frame.msg, settings)
         decoded = time.perf_counter()
         header = Header(stamp=frame.msg.header.stamp, frame_id=frame.msg.header.frame_id)
-        result = self._perceptor.process(rgb, _stamp_ns(header.stamp), header.frame_id)
+        result = self._perceptor.process(rgb, _stamp_ns(header.stamp), header.frame_id, image_format=image_format)
         self._check_finite(result)
         before_publish = time.perf_counter()
         self._outputs.publish(result, rgb, header, settings)
@@ -301,6 +315,25 @@ class PerceptionCallbacks:
                 f"no flow for {header.frame_id!r} {_stamp_ns(header.stamp)} ns: pair reset "
                 f"({result.pair_reset_reason}); resets so far: {self.statistics.pair_resets}",
                 throttle_duration_sec=max(settings.log_throttle_sec, 1e-3))
+
+    def _decode(self, msg: Image | CompressedImage, settings: PerceptionParameters) -> tuple[np.ndarray, str]:
+        """(H, W, 3) RGB and the format it came from; ``InputError`` (with a ``kind``) when refused.
+
+        A compressed frame the decoder reports as corrupt is refused, or with
+        ``corrupt_image_policy: publish`` counted, logged and processed.
+        """
+        if not isinstance(msg, CompressedImage):
+            return image_msg_to_rgb(msg, max_pixels=settings.max_image_pixels), msg.encoding
+        decoded = compressed_image(msg, max_pixels=settings.max_image_pixels)
+        if decoded.warnings:
+            problem = f"corrupt {len(msg.data)}-byte image: {'; '.join(decoded.warnings)}"
+            if settings.corrupt_image_policy != "publish":
+                raise InputError(problem, kind="corrupt_image")
+            count = self.statistics.record_warning("input_corrupt_image", problem)
+            self._logger_for("input_corrupt_image").warning(
+                f"frame {msg.header.stamp.sec}.{msg.header.stamp.nanosec:09d} published although {problem} "
+                f"[#{count}]", throttle_duration_sec=max(settings.log_throttle_sec, 1e-3))
+        return decoded.rgb, "compressed"
 
     def _check_finite(self, result: PerceptionResult) -> None:
         for name in ("flow", "occlusion"):
@@ -326,6 +359,8 @@ class PerceptionCallbacks:
         if not self.context.ok():
             return  # shutting down: publishers are gone, nothing to report
         kind = next((name for error_type, name in _ERROR_KINDS if isinstance(error, error_type)), type(error).__name__)
+        if kind == "input" and error_kind(error) != "input":
+            kind = f"input_{error_kind(error)}"  # each kind of bad input counted on its own
         count = self.statistics.record_error(kind, str(error))
         stamp = frame.msg.header.stamp
         throttle = float(self.settings.log_throttle_sec)

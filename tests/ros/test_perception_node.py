@@ -373,8 +373,13 @@ def test_lifecycle_node_loads_in_configure_and_processes_only_while_active(ros_e
         assert state() == "unconfigured" and node.backend is None
         assert not change(Transition.TRANSITION_CONFIGURE)  # the model is missing: configure fails
         assert state() == "unconfigured"
-        node.settings = node.settings.replace({"model_path": str(demo_model)})  # fixed (read-only over ROS)
+        # Fixed over ROS (issue 13): model_path is settable while unconfigured, then configure retried.
+        [result] = client.set_parameters(service, {"model_path": str(demo_model)})
+        assert result.successful, result.reason
         assert change(Transition.TRANSITION_CONFIGURE) and state() == "inactive" and node.backend is not None
+        [refused] = client.set_parameters(service, {"model_path": str(tmp_path / "other.onnx")})
+        assert not refused.successful and "read-only" in refused.reason
+        assert node.settings.model_path == str(demo_model)
         segmentation = client.subscribe(Image, f"{namespace}/segmentation")
         publisher = client.publisher(Image, f"{namespace}/image")
         assert client.node.count_subscribers(f"{namespace}/image") == 0  # inactive: not subscribed
