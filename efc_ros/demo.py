@@ -27,8 +27,7 @@ def run_demo(output_dir: Path, *, frames: int, size: tuple[int, int], backend: s
     camera_bag, outputs_bag, report_dir = output_dir / "camera_bag", output_dir / "outputs_bag", output_dir / "report"
     width, height = size
     started = time.perf_counter()
-    make_synthetic_bag(camera_bag, SyntheticBagOptions(width=width, height=height, num_frames=frames, seed=2024,
-                                                            texture_source="photo"),
+    make_synthetic_bag(camera_bag, SyntheticBagOptions(width=width, height=height, num_frames=frames, seed=2024),
                        overwrite=True)
     print(f"[1/3] synthetic camera bag with ground truth: {camera_bag} ({frames} frames, {width}x{height})")
     model_path = model or default_model_path()
@@ -53,8 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", type=Path, default=Path("outputs/demo"))
     parser.add_argument("--frames", type=int, default=40)
-    parser.add_argument("--size", default="256x128",
-                        help="WIDTHxHEIGHT of the synthetic camera (the demo model's input size)")
+    parser.add_argument("--size", default="320x240", help="WIDTHxHEIGHT of the synthetic camera")
     parser.add_argument("--backend", default="onnxruntime")
     parser.add_argument("--model", type=Path, default=None)
     args = parser.parse_args(argv)
