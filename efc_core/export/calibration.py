@@ -2,12 +2,19 @@
 
 ``CalibrationSet`` turns an image folder (sorted, consecutive frames paired) or a synthetic video
 into normalised network inputs; it is numpy only and unit-tested anywhere. The calibrator wraps it
-for ``IInt8EntropyCalibrator2`` with pycuda device buffers and a calibration cache file, so a
-rebuild (another workspace size, a new TensorRT tactic) skips the calibration pass.
+for ``IInt8EntropyCalibrator2`` with device buffers of the CUDA layer (``efc_core.runtime.cuda_layer``:
+cuda-python or pycuda, on the device the build runs on) and a calibration cache file, so a rebuild
+(another workspace size, a new TensorRT tactic) skips the calibration pass.
+
+The cache is tied to what it was computed from: ``<cache>.json`` next to it records the ONNX graph's
+SHA-256, the input shape and the TensorRT release. A cache whose record does not match (the model
+was re-exported or retrained, another input size) is ignored with a warning and recalibrated,
+instead of silently reusing scales of another network.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +70,15 @@ class CalibrationSet:
             else:
                 yield {INPUT_IMAGE: self.normalise(self.frames[index])}
 
+    def digest(self) -> str:
+        """SHA-256 of the frames and normalisation: an engine calibrated on other frames differs."""
+        import hashlib
+
+        digest = hashlib.sha256(json.dumps([list(self.input_names), list(self.mean), list(self.std)]).encode())
+        for frame in self.frames:
+            digest.update(np.ascontiguousarray(frame).tobytes())
+        return digest.hexdigest()
+
     @classmethod
     def from_image_folder(
         cls, folder: str | Path, size: tuple[int, int], input_names: Sequence[str], limit: int = 100, **norm: Any
@@ -96,36 +112,80 @@ def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
 
 
-def read_calibration_cache(path: str | Path | None) -> bytes | None:
-    """Bytes of an existing calibration cache, or None (TensorRT then calibrates)."""
+def calibration_identity(onnx_sha256: str, data: CalibrationSet, tensorrt_version: str) -> dict[str, Any]:
+    """What a calibration cache depends on: the ONNX graph, the input names and shape, the release."""
+    first = next(data.batches())
+    return {"onnx_sha256": onnx_sha256, "inputs": {name: list(array.shape) for name, array in first.items()},
+            "tensorrt_version": ".".join(str(tensorrt_version).split(".")[:2])}
+
+
+def _identity_path(path: Path) -> Path:
+    return path.with_name(path.name + ".json")
+
+
+def read_calibration_cache(path: str | Path | None, identity: dict[str, Any] | None = None) -> bytes | None:
+    """Bytes of an existing calibration cache, or None (TensorRT then calibrates).
+
+    With ``identity`` (``calibration_identity``), a cache is used only when its ``<cache>.json``
+    record matches; otherwise it is ignored with a warning naming the difference.
+    """
     if path is None or not Path(path).is_file():
         return None
-    data = Path(path).read_bytes()
-    return data or None
+    path = Path(path)
+    data = path.read_bytes()
+    if not data:
+        return None
+    if identity is not None:
+        try:
+            recorded = json.loads(_identity_path(path).read_text())
+        except (OSError, json.JSONDecodeError):
+            recorded = None
+        if recorded != identity:
+            differences = ("no record of what it was computed from" if not isinstance(recorded, dict) else
+                           ", ".join(f"{key} {recorded.get(key)!r} != {value!r}" for key, value in identity.items()
+                                     if recorded.get(key) != value))
+            LOG.warning("ignoring INT8 calibration cache %s (%s); recalibrating", path, differences)
+            return None
+    return data
 
 
-def write_calibration_cache(path: str | Path | None, cache: Any) -> None:
-    """Persist the calibration table TensorRT hands back (a buffer)."""
-    if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_bytes(bytes(cache))
+def write_calibration_cache(path: str | Path | None, cache: Any, identity: dict[str, Any] | None = None) -> None:
+    """Persist the calibration table TensorRT hands back (a buffer) and, with ``identity``, its record."""
+    if path is None:
+        return
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(bytes(cache))
+    if identity is not None:
+        _identity_path(path).write_text(json.dumps(identity, indent=2, sort_keys=True) + "\n")
 
 
-def make_entropy_calibrator(data: CalibrationSet, cache_path: str | Path | None) -> Any:
-    """A ``tensorrt.IInt8EntropyCalibrator2`` feeding ``data`` through pycuda device buffers.
+def make_entropy_calibrator(trt: Any, cuda: Any, data: CalibrationSet, cache_path: str | Path | None,
+                            identity: dict[str, Any] | None = None) -> Any:
+    """A ``trt.IInt8EntropyCalibrator2`` feeding ``data`` through device buffers of ``cuda``.
 
-    Needs TensorRT <= 10.x and pycuda (the robot). Buffers are allocated once for the first batch
-    shape; every batch of a ``CalibrationSet`` has the same shape.
+    Args:
+        trt: the imported ``tensorrt`` module (<= 10.x: 11 removed implicit calibration).
+        cuda: an activated ``efc_core.runtime.cuda_layer.CudaLayer`` on the build's device; TensorRT
+            calls ``get_batch`` on the thread that runs the build, which owns it.
+        data: the calibration frames; cache_path / identity: see ``read_calibration_cache``.
+    Raises:
+        ModelError: this TensorRT has no entropy calibrator.
     """
-    import pycuda.autoprimaryctx  # noqa: F401  # primary context: safe with the runtime's contexts
-    import pycuda.driver as cuda
-    import tensorrt as trt
+    from efc_core.errors import ModelError
 
-    class EntropyCalibrator(trt.IInt8EntropyCalibrator2):
+    base = getattr(trt, "IInt8EntropyCalibrator2", None)
+    if base is None:
+        raise ModelError(f"TensorRT {getattr(trt, '__version__', '?')} has no IInt8EntropyCalibrator2 (implicit "
+                         "INT8 calibration was removed in 11): build fp32, or use TensorRT 10.x for INT8")
+
+    class EntropyCalibrator(base):  # type: ignore[misc, valid-type]
         def __init__(self) -> None:
-            trt.IInt8EntropyCalibrator2.__init__(self)
+            base.__init__(self)
             self._batches = data.batches()
             self._device: dict[str, Any] = {}
+            self._host: dict[str, np.ndarray] = {}
+            self._stream = cuda.create_stream()
 
         def get_batch_size(self) -> int:
             return 1
@@ -137,20 +197,35 @@ def make_entropy_calibrator(data: CalibrationSet, cache_path: str | Path | None)
                 return None  # tells TensorRT the calibration set is exhausted
             pointers = []
             for name in names:
+                if name not in batch:
+                    raise InputError(f"TensorRT asked for calibration input {name!r}; the set has {sorted(batch)}")
                 array = batch[name]
                 if name not in self._device:
-                    self._device[name] = cuda.mem_alloc(array.nbytes)
-                cuda.memcpy_htod(self._device[name], array)
-                pointers.append(int(self._device[name]))
+                    self._host[name] = cuda.alloc_pinned(array.shape, array.dtype)
+                    self._device[name] = cuda.alloc_device(array.nbytes)
+                np.copyto(self._host[name], array)
+                cuda.copy_to_device(self._device[name], self._host[name], self._stream)
+                pointers.append(self._device[name].ptr)
+            cuda.synchronize(self._stream)
             return pointers
 
         def read_calibration_cache(self) -> bytes | None:
-            cache = read_calibration_cache(cache_path)
+            cache = read_calibration_cache(cache_path, identity)
             if cache is not None:
                 LOG.info("using INT8 calibration cache %s", cache_path)
             return cache
 
         def write_calibration_cache(self, cache: Any) -> None:
-            write_calibration_cache(cache_path, cache)
+            write_calibration_cache(cache_path, cache, identity)
+
+        def release(self) -> None:
+            """Free the device and pinned buffers (call on the build thread after the build)."""
+            for buffer in self._device.values():
+                cuda.free_device(buffer)
+            for array in self._host.values():
+                cuda.free_pinned(array)
+            self._device.clear()
+            self._host.clear()
+            cuda.destroy_stream(self._stream)
 
     return EntropyCalibrator()

@@ -27,6 +27,9 @@ SIDECAR_KEYS: tuple[str, ...] = (
 )
 #: The part of the sidecar that must match the machine and request for an engine to be reused.
 KEY_FIELDS: tuple[str, ...] = ("gpu_name", "compute_capability", "tensorrt_version", "precision", "onnx_sha256")
+#: Sidecar key of the build options that decide reuse at build time (``build_options``); the
+#: runtime does not compare them (it cannot know what was asked for).
+BUILD_OPTIONS_KEY = "build"
 
 #: Oldest TensorRT with the name-based tensor API (DEPLOY.md); older releases are refused.
 MIN_TENSORRT: tuple[int, int] = (8, 5)
@@ -179,6 +182,38 @@ def write_sidecar(engine_path: str | Path, key: EngineKey, manifest: Mapping[str
     path = sidecar_path(engine_path)
     path.write_text(json.dumps(key.sidecar(manifest, **extra), indent=2, sort_keys=True) + "\n")
     return path
+
+
+def build_options(
+    *,
+    min_shape: tuple[int, int] | None,
+    opt_shape: tuple[int, int] | None,
+    max_shape: tuple[int, int] | None,
+    tf32: bool,
+    workspace_mb: int,
+    calibration: str | None = None,
+) -> dict[str, Any]:
+    """The requested build options recorded in the sidecar and compared before an engine is reused.
+
+    Args:
+        min_shape, opt_shape, max_shape: optimisation profile image sizes (H, W), or None.
+        tf32: whether FP32 layers may use TF32.
+        workspace_mb: builder workspace limit in MiB (it bounds the tactics TensorRT may pick).
+        calibration: identity of the INT8 calibration (cache/data digest), None otherwise.
+    """
+    shapes = (min_shape, opt_shape, max_shape)
+    profile = None if min_shape is None else {
+        name: [int(shape[0]), int(shape[1])] for name, shape in zip(("min", "opt", "max"), shapes)  # type: ignore[index]
+    }
+    return {"profile": profile, "tf32": bool(tf32), "workspace_mb": int(workspace_mb), "calibration": calibration}
+
+
+def build_option_mismatches(sidecar: Mapping[str, Any], requested: Mapping[str, Any]) -> list[str]:
+    """Which requested build options differ from those an engine was built with (empty: same).
+    A sidecar without build options (written before they were recorded) differs in all of them."""
+    recorded = sidecar.get(BUILD_OPTIONS_KEY) or {}
+    return [f"{name}: engine built with {recorded.get(name)!r}, requested {value!r}"
+            for name, value in requested.items() if recorded.get(name) != value]
 
 
 def read_sidecar(engine_path: str | Path) -> dict[str, Any]:

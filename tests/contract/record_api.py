@@ -254,6 +254,21 @@ def _introspect(mode: str, target: str, env: dict[str, str], classes, enums, fun
     return json.loads(result.stdout)
 
 
+def _add_package_python(data: dict, init_py: Path) -> None:
+    """The package ``__init__.py`` wraps the extension (``from .tensorrt import *``) and adds Python
+    helpers (``nptype``, ``volume``...) and ``__version__``: record those too (read with ``ast``)."""
+    import ast
+
+    tree = ast.parse(init_py.read_text())
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and not node.name.startswith("_"):
+            data["functions"][node.name] = [[a.arg + ("=" if i >= len(node.args.args) - len(node.args.defaults) else "")
+                                             for i, a in enumerate(node.args.args)]]
+            data["module"] = sorted(set(data["module"]) | {node.name})
+        elif isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "__version__" for t in node.targets):
+            data["version"] = ast.literal_eval(node.value)
+
+
 def _derive_85(surface_86: dict) -> dict:
     derived = json.loads(json.dumps(surface_86))
     for owner, names in TENSORRT_85_REMOVED.items():
@@ -265,6 +280,7 @@ def _derive_85(surface_86: dict) -> dict:
             for name in names:
                 derived["enums"][owner].pop(name, None)
     derived["derived_from"] = "8.6.1"
+    derived["version"] = "8.5.2.2"
     return derived
 
 
@@ -281,6 +297,7 @@ def record(workdir: Path) -> dict:
             archive.extractall(unpacked)
         so = next(unpacked.glob("tensorrt*/tensorrt*.so"))
         data = _introspect("tensorrt", str(so), env, TENSORRT_CLASSES, TENSORRT_ENUMS, TENSORRT_FUNCTIONS)
+        _add_package_python(data, next(unpacked.glob("tensorrt*/__init__.py")))
         data["wheel"] = wheel.name
         surface["tensorrt"][label] = data
     surface["tensorrt"]["8.5.2"] = _derive_85(surface["tensorrt"]["8.6.1"])
