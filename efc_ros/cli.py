@@ -133,18 +133,22 @@ def _run_build_engine(args: argparse.Namespace) -> int:
             raise ValueError("INT8 streaming is not supported: the decoder takes features, which the image "
                              "calibrator cannot produce; build the streaming pair in fp16")
     for graph in graphs:
-        calibrator = _calibrator(args, graph) if args.precision == "int8" else None
+        # Frames only (numpy): the calibrator itself is made inside build_engine, after the
+        # TensorRT version check and on the --device the build runs on.
+        calibration = _calibration_frames(args, graph) if args.precision == "int8" else None
+        cache = args.calib_cache or graph.with_name(graph.name.removesuffix(".onnx") + ".int8.cache")
         engine = build_engine(graph, precision=args.precision, output=args.output, workspace_mb=args.workspace_mb,
                               min_shape=shapes[0], opt_shape=shapes[1], max_shape=shapes[2],
-                              timing_cache=args.timing_cache, calibrator=calibrator, force=args.force,
+                              timing_cache=args.timing_cache, calibration=calibration,
+                              calibration_cache=cache if calibration is not None else None, force=args.force,
                               device=args.device, tf32=not args.no_tf32)
         print(f"engine: {engine}")
     return 0
 
 
-def _calibrator(args: argparse.Namespace, graph: Path):
-    """INT8 entropy calibrator over ``graph``'s image inputs at the model's size."""
-    from efc_core.export.calibration import CalibrationSet, make_entropy_calibrator
+def _calibration_frames(args: argparse.Namespace, graph: Path):
+    """INT8 calibration frames (``CalibrationSet``) for ``graph``'s image inputs at the model's size."""
+    from efc_core.export.calibration import CalibrationSet
     from efc_core.manifest import load_manifest
 
     if args.calib_images is None and args.calib_synthetic is None:
@@ -164,8 +168,7 @@ def _calibrator(args: argparse.Namespace, graph: Path):
         data = CalibrationSet.from_image_folder(args.calib_images, size, names, **norm)
     else:
         data = CalibrationSet.synthetic(args.calib_synthetic, size, names, **norm)
-    cache = args.calib_cache or graph.with_name(graph.name.removesuffix(".onnx") + ".int8.cache")
-    return make_entropy_calibrator(data, cache)
+    return data
 
 
 def _add_bag(subparsers: argparse._SubParsersAction) -> None:
