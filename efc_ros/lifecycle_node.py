@@ -10,7 +10,7 @@ Transitions:
   logged in one line and returns FAILURE: the node stays unconfigured, ``model_path`` and
   ``backend`` can be set (``ros2 param set``; they are read-only once configured) and configure
   retried.
-* ``activate``: start the worker thread, subscribe to ``image`` (or ``image/compressed``), start
+* ``activate``: start the worker thread, subscribe to ``image`` (or ``<image>/compressed``), start
   diagnostics. ``deactivate`` undoes exactly that (the frame in flight finishes first).
 * ``cleanup`` / ``shutdown``: destroy publishers and close the backend.
 

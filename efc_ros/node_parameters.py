@@ -146,7 +146,8 @@ PARAMETER_SPECS: tuple[ParameterSpec, ...] = (
     ),
     ParameterSpec(
         "use_compressed", False,
-        "Subscribe to image/compressed (sensor_msgs/CompressedImage, jpeg or png) instead of image.",
+        "Subscribe to <image>/compressed (sensor_msgs/CompressedImage, jpeg or png) instead of image; as with "
+        "image_transport, a remapped image topic is followed (-r image:=/cam/image_raw -> /cam/image_raw/compressed).",
         read_only=True,
     ),
     ParameterSpec(
