@@ -1,0 +1,45 @@
+"""Fixtures of the call-contract tests: strict TensorRT / CUDA stand-ins per recorded release.
+
+These tests run the project's TensorRT and CUDA code against stand-ins generated from the
+recorded API surface of each release (``standins.py``); they check calls, arguments, threads and
+buffers, never what a real engine computes (see ``README.md`` in this folder).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from . import standins
+
+#: Releases the code targets: JetPack 5.1 (8.5), JetPack 6.0 (8.6), JetPack 6.1/6.2 (10.3), x86 11.x.
+VERSIONS = tuple(standins.TENSORRT_VERSIONS)
+WEAKLY_TYPED = tuple(v for v in VERSIONS if not v.startswith("11"))
+
+
+@pytest.fixture(params=VERSIONS)
+def trt_version(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def stand_ins(monkeypatch: pytest.MonkeyPatch, trt_version: str) -> standins.StandIns:
+    """cuda-python + TensorRT stand-ins of ``trt_version`` in ``sys.modules`` for this test."""
+    return standins.install(monkeypatch, trt_version)
+
+
+@pytest.fixture
+def shipped_copy(demo_model: Path, tmp_path: Path) -> Path:
+    """The shipped demo model's ONNX graphs (symlinked) and manifest (copied) in ``tmp_path``, so
+    that engines, timing and calibration caches are written there, never into ``models/``."""
+    folder = tmp_path / "model"
+    folder.mkdir()
+    stem = demo_model.name.removesuffix(".onnx")
+    for path in demo_model.parent.glob(f"{stem}*"):
+        if path.suffix == ".onnx":
+            (folder / path.name).symlink_to(path.resolve())
+        elif path.name == f"{stem}.json":
+            shutil.copy(path, folder / path.name)
+    return folder / demo_model.name
