@@ -76,6 +76,8 @@ def bench_backend(backend, size: tuple[int, int], warmup: int, iters: int) -> li
     tensors = [preprocess(frame, geometry, manifest.mean, manifest.std) for frame in frames]
     base = {"backend": backend.name, "precision": backend.precision, "camera_size": list(size),
             "model_size": list(geometry.model_size)}
+    if backend.name == "tensorrt":
+        base.update(cuda_graph=bool(getattr(backend, "cuda_graph_active", False)), tf32=bool(getattr(backend, "tf32", True)))
     rows = [{**base, "graph": "single", **latency_stats(
         time_calls(lambda i: backend.infer(tensors[i % 2], tensors[(i + 1) % 2]), warmup, iters))}]
 
@@ -161,6 +163,16 @@ def resolve_models(models: list[Path], backends: list[str], workdir: Path) -> di
     return chosen
 
 
+def backend_options(kind: str, threads: int | None, cuda_graph: bool = False, device: int = 0) -> dict:
+    """The ``create_backend`` options of ``kind``: CPU threads for onnxruntime / torch only (the
+    TensorRT backend has no thread option), CUDA graph and device for tensorrt only."""
+    if threads is not None and threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {threads}")
+    if kind == "tensorrt":
+        return {"cuda_graph": cuda_graph, "device": device}
+    return {} if threads is None else {"threads": threads}
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``efc bench``."""
     parser = subparsers.add_parser("bench", help="latency p50/p90/p99 and throughput per backend and resolution")
@@ -169,7 +181,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--sizes", default="640x480,1280x720", help="comma-separated camera WIDTHxHEIGHT")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--iters", type=int, default=20)
-    parser.add_argument("--threads", type=int, default=None, help="intra-op threads for ONNX Runtime and torch")
+    parser.add_argument("--threads", type=int, default=None, help="intra-op threads for ONNX Runtime and torch "
+                        "(not passed to TensorRT, which runs on the GPU)")
+    parser.add_argument("--cuda-graph", action="store_true", help="TensorRT: replay CUDA graphs (needs cuda-python)")
+    parser.add_argument("--device", type=int, default=0, help="TensorRT: CUDA device index")
     parser.add_argument("--json", type=Path, help="write the results as JSON")
     parser.set_defaults(handler=run_cli)
 
@@ -183,12 +198,11 @@ def run_cli(args: argparse.Namespace) -> int:
     if unknown or not backends:
         raise ValueError(f"unknown backends {unknown or backends}; expected {sorted(set(BACKEND_BY_SUFFIX.values()))}")
     sizes = [parse_size_wh(text) for text in args.sizes.split(",") if text.strip()]
-    options = {} if args.threads is None else {"threads": args.threads}
     rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="efc-bench-") as workdir:
         models = resolve_models(list(args.models), backends, Path(workdir))
         for kind, path in models.items():
-            backend = create_backend(kind, path, **options)
+            backend = create_backend(kind, path, **backend_options(kind, args.threads, args.cuda_graph, args.device))
             try:
                 for size in sizes:
                     # Progress on stderr: a 1280x720 torch run takes minutes on a small CPU.
@@ -196,7 +210,8 @@ def run_cli(args: argparse.Namespace) -> int:
                     rows.extend({**row, "model": str(path)} for row in bench_backend(backend, size, args.warmup, args.iters))
             finally:
                 backend.close()
-    report = {"environment": environment(args.threads), "results": rows, "summary": summarise(rows)}
+    report = {"environment": {**environment(args.threads), "cuda_graph": args.cuda_graph},
+              "results": rows, "summary": summarise(rows)}
     print(format_table(rows, report["summary"]))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")

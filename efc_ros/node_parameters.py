@@ -89,6 +89,12 @@ PARAMETER_SPECS: tuple[ParameterSpec, ...] = (
         read_only=True, int_range=(0, 256),
     ),
     ParameterSpec(
+        "cuda_graph", False,
+        "tensorrt backend: capture and replay CUDA graphs at fixed input sizes (needs cuda-python; falls back "
+        "to plain execution with a warning).",
+        read_only=True,
+    ),
+    ParameterSpec(
         "input_width", 0,
         "Model input width in pixels (0 = the manifest's size, or the camera size rounded to the pad multiple "
         "for dynamic models). Set with input_height.",
@@ -196,6 +202,7 @@ class PerceptionParameters:
     backend: str = "onnxruntime"
     model_path: str = ""
     num_threads: int = 0
+    cuda_graph: bool = False
     input_width: int = 0
     input_height: int = 0
     resize_mode: str = "letterbox"

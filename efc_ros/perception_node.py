@@ -98,6 +98,8 @@ def load_backend(settings: PerceptionParameters) -> Any:
     options: dict[str, Any] = {}
     if settings.num_threads > 0 and settings.backend == "onnxruntime":
         options["intra_op_threads"] = settings.num_threads
+    if settings.backend == "tensorrt" and settings.cuda_graph:
+        options["cuda_graph"] = True
     return create_backend(settings.backend, path, **options)
 
 
