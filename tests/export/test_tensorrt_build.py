@@ -185,6 +185,10 @@ def test_calibration_cache_round_trip(tmp_path):
 
 def test_build_engine_on_gpu(tmp_path):
     trt = pytest.importorskip("tensorrt", reason="TensorRT is only installed on the target device (ENVIRONMENT.md)")
+    from efc_core.runtime.cuda_layer import cuda_device_count
+
+    if cuda_device_count() == 0:
+        pytest.skip("TensorRT is installed but no CUDA device is visible (or no cuda-python / pycuda)")
     from efc_core.export.onnx_export import export_onnx
     from efc_core.export.tensorrt_build import build_engine
     from efc_core.model import build_model
@@ -198,3 +202,66 @@ def test_build_engine_on_gpu(tmp_path):
     sidecar = read_sidecar(engine)
     assert sidecar["tensorrt_version"] == trt.__version__ and sidecar["precision"] == "fp16"
     assert build_engine(tmp_path / "tiny.onnx", precision="fp16") == engine  # reused, not rebuilt
+    from efc_core.export.tensorrt_build import engine_layer_information
+
+    layers = engine_layer_information(engine)
+    grid = [layer for layer in layers if "GridSample" in json.dumps(layer)]
+    assert grid, "IEngineInspector lists no GridSample layer (engine built without detailed profiling?)"
+
+
+def test_layer_origin_from_metadata_tensors_and_consumers():
+    from efc_core.export.precision_plan import LayerView, onnx_nodes_from_metadata, resolve_layer_origins
+
+    assert onnx_nodes_from_metadata("[ONNX Layer: /flow/Add_3 | Local Function: f]") == ["/flow/Add_3"]
+    assert onnx_nodes_from_metadata("[ONNX Layer: /a]\x1f[ONNX Layer: /b]") == ["/a", "/b"]
+    assert onnx_nodes_from_metadata(None) == []
+    graph = _warp_graph()
+    layers = [
+        LayerView("/flow_decoder/Add", "[ONNX Layer: /flow_decoder/Add_1]", ("flow", "pixels"), ("coords",)),  # tag wins
+        LayerView("/flow_decoder/Mul", "", ("x",), ("(Unnamed Layer* 3) [Shuffle]_output",)),  # helper
+        LayerView("/flow_decoder/Mul_7", "", ("coords", "(Unnamed Layer* 3) [Shuffle]_output"), ("scaled",)),
+        LayerView("/segmentation/Conv", "", ("warped",), ("nothing-known",)),  # falls back to the name
+    ]
+    assert resolve_layer_origins(layers, graph) == [
+        "/flow_decoder/Add_1", "/flow_decoder/Mul", "/flow_decoder/Mul", "/segmentation/Conv"]
+
+
+def test_gather_of_float_coordinates_is_pinned_but_integer_only_layers_are_not():
+    nodes = {"/Gather"}
+    pin = lambda kind, inputs, outputs=("FLOAT",): layer_precision(  # noqa: E731
+        kind, "renamed_by_tensorrt_17", outputs, input_dtypes=inputs, precision="fp16", fp32_nodes=nodes,
+        onnx_node="/Gather")
+    assert pin("GATHER", ["FLOAT", "INT32"]) == "fp32"  # coordinates next to integer indices
+    assert pin("GATHER", ["HALF", "INT64"]) == "fp32"
+    assert pin("CAST", ["INT64"]) is None  # nothing float to keep
+    assert pin("GATHER", ["INT32", "INT32"], outputs=("INT32",)) is None
+    # A resolved origin decides: a layer renamed like an FP32 node but from elsewhere is left alone.
+    assert layer_precision("ELEMENTWISE", "/Gather", ["FLOAT"], precision="fp16", fp32_nodes=nodes,
+                           onnx_node="/segmentation/Mul") is None
+
+
+def test_build_options_decide_reuse():
+    from efc_core.export.tensorrt_plan import build_option_mismatches, build_options
+
+    requested = build_options(min_shape=(64, 64), opt_shape=(128, 128), max_shape=(256, 256), tf32=True,
+                              workspace_mb=1024)
+    assert build_option_mismatches({"build": requested}, requested) == []
+    wider = build_options(min_shape=(64, 64), opt_shape=(128, 128), max_shape=(512, 512), tf32=True, workspace_mb=1024)
+    assert [p.split(":")[0] for p in build_option_mismatches({"build": requested}, wider)] == ["profile"]
+    assert len(build_option_mismatches({}, requested)) == 3  # old sidecar without options: rebuild
+
+
+def test_calibration_cache_is_tied_to_the_onnx(tmp_path, caplog):
+    from efc_core.export.calibration import calibration_identity
+
+    data = CalibrationSet.synthetic(3, (64, 64), ("prev", "cur"))
+    identity = calibration_identity("ab" * 32, data, "10.3.0.26")
+    assert identity["inputs"] == {"prev": [1, 3, 64, 64], "cur": [1, 3, 64, 64]} and identity["tensorrt_version"] == "10.3"
+    path = tmp_path / "m.int8.cache"
+    write_calibration_cache(path, b"scales", identity)
+    assert read_calibration_cache(path, identity) == b"scales"
+    other = {**identity, "onnx_sha256": "cd" * 32}
+    assert read_calibration_cache(path, other) is None and "onnx_sha256" in caplog.text
+    (tmp_path / "m.int8.cache.json").unlink()
+    assert read_calibration_cache(path, identity) is None  # no record: not trusted
+    assert data.digest() != CalibrationSet.synthetic(3, (64, 64), ("prev", "cur"), seed=1).digest()

@@ -17,7 +17,24 @@ from efc_core.runtime.tensorrt_backend import check_engine_key, engine_kind
 
 from . import build_models
 
-HAVE_TENSORRT = importlib.util.find_spec("tensorrt") is not None and importlib.util.find_spec("pycuda") is not None
+HAVE_TENSORRT = importlib.util.find_spec("tensorrt") is not None
+
+
+def _gpu_reason() -> str | None:
+    """Why the real-engine test cannot run here (None: TensorRT, a CUDA layer and a GPU are present).
+    A machine with TensorRT but no GPU (a CI image, a container without --gpus) skips, not fails."""
+    if not HAVE_TENSORRT:
+        return "TensorRT is not installed here (GPU targets only)"
+    from efc_core.runtime.cuda_layer import cuda_device_count
+
+    if importlib.util.find_spec("cuda") is None and importlib.util.find_spec("pycuda") is None:
+        return "neither cuda-python nor pycuda is installed"
+    if cuda_device_count() == 0:
+        return "TensorRT is installed but no CUDA device is visible"
+    return None
+
+
+GPU_REASON = _gpu_reason()
 ENGINE_NAME = "tiny.nvidia-orin.sm87.trt10.3.0.fp16.engine"
 
 
@@ -80,21 +97,23 @@ def test_missing_sidecar_is_a_model_error(tmp_path: Path) -> None:
 @pytest.mark.skipif(HAVE_TENSORRT, reason="checks the message shown where TensorRT is absent")
 def test_without_tensorrt_the_error_says_what_is_missing(tmp_path: Path) -> None:
     engine = _fake_engine(tmp_path)
-    with pytest.raises(BackendError, match="TensorRT|pycuda") as error:
+    with pytest.raises(BackendError, match="TensorRT") as error:
         create_backend("tensorrt", engine)
-    assert "onnxruntime" in str(error.value) or "pycuda" in str(error.value)
+    assert "onnxruntime" in str(error.value)
 
 
-@pytest.mark.skipif(not HAVE_TENSORRT, reason="TensorRT and pycuda are not installed here (GPU targets only)")
+@pytest.mark.skipif(GPU_REASON is not None, reason=GPU_REASON or "")
 def test_real_engine_matches_onnxruntime_from_several_threads(tmp_path: Path) -> None:
     from efc_core.export.tensorrt_build import build_engine
 
     build_models(tmp_path, flow=(1.0, -2.0), mix=0.5, occ_weight=1.0, occ_bias=0.0, streaming=True)
     reference = create_backend("onnxruntime", tmp_path / "tiny.onnx", intra_op_threads=1)
-    single_engine = build_engine(tmp_path / "tiny.onnx", precision="fp32")
-    encoder_engine = build_engine(tmp_path / "tiny.encoder.onnx", precision="fp32")
+    # tf32=False: the 1e-4 tolerances below are exact-FP32 ones; TF32 (TensorRT's default on Orin
+    # and Hopper) rounds products to a 10-bit mantissa and would fail them without being wrong.
+    single_engine = build_engine(tmp_path / "tiny.onnx", precision="fp32", tf32=False)
+    encoder_engine = build_engine(tmp_path / "tiny.encoder.onnx", precision="fp32", tf32=False)
     build_engine(tmp_path / "tiny.decoder.onnx", precision="fp32", min_shape=(64, 64), opt_shape=(64, 64),
-                 max_shape=(64, 64))
+                 max_shape=(64, 64), tf32=False)
     rng = np.random.default_rng(0)
     prev, cur = (rng.normal(size=(1, 3, 64, 64)).astype(np.float32) for _ in range(2))
     expected = reference.infer(prev, cur)
@@ -111,6 +130,15 @@ def test_real_engine_matches_onnxruntime_from_several_threads(tmp_path: Path) ->
         for outputs in results:
             np.testing.assert_allclose(outputs.flow, expected.flow, atol=1e-4)
             np.testing.assert_allclose(outputs.seg_logits, expected.seg_logits, atol=1e-4)
+        if options:
+            from efc_core.runtime.cuda_layer import import_cudart
+
+            try:
+                import_cudart()
+            except ImportError:
+                assert not backend.cuda_graph_active  # pycuda: no capture, said in a warning
+            else:
+                assert backend.cuda_graph_active and backend.launch_counts()["single"]["graph"] == 3
         backend.close()
     streaming = create_backend("tensorrt", encoder_engine)
     assert streaming.supports_streaming
