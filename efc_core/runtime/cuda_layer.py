@@ -296,7 +296,9 @@ class CudaPythonLayer(CudaLayer):
             end_result = rt.cudaStreamEndCapture(stream.raw)
         graph = self._call("cudaStreamEndCapture", end_result)
         try:
-            executable = self._call("cudaGraphInstantiate", rt.cudaGraphInstantiate(graph, 0))
+            # ...WithFlags(graph, flags): the same signature from CUDA 11.4 to 13, where plain
+            # cudaGraphInstantiate changed its arguments in CUDA 12.
+            executable = self._call("cudaGraphInstantiateWithFlags", rt.cudaGraphInstantiateWithFlags(graph, 0))
         finally:
             rt.cudaGraphDestroy(graph)  # the instantiated graph does not need its template
         return Graph(executable)

@@ -167,7 +167,7 @@ class _EngineRunner:
         self._cuda.synchronize(self.stream)
         try:
             self._graph = self._cuda.capture_graph(self.stream, self._enqueue)  # ends capture in finally
-        except BackendError as error:
+        except Exception as error:  # noqa: BLE001  # any capture failure: run without graphs, say so
             LOG.warning("CUDA graph capture failed for %s (%s); running without graphs", self.path.name, error)
             self.use_cuda_graph = False
             self._graph = None

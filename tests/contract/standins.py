@@ -24,6 +24,7 @@ inference tests.
 from __future__ import annotations
 
 import ctypes
+import importlib.machinery
 import json
 import re
 import sys
@@ -984,6 +985,7 @@ class _StrictModule(types.ModuleType):
     def __init__(self, name: str, api: TensorRTStandIn) -> None:
         super().__init__(name)
         self._efc_api = api
+        self.__spec__ = importlib.machinery.ModuleSpec(name, None)  # importlib.util.find_spec works
 
     def __getattr__(self, name: str) -> Any:
         api = self.__dict__.get("_efc_api")
@@ -1140,6 +1142,9 @@ class CudaRuntimeStandIn:
         handle = self.gpu.handle()
         self.gpu.graphs[handle] = list(operations)
         return self.ok, types.SimpleNamespace(handle=handle, kind="exec")
+
+    def _cudaGraphInstantiateWithFlags(self, graph: Any, flags: int) -> tuple:
+        return self._cudaGraphInstantiate(graph, flags)
 
     def _cudaGraphDestroy(self, graph: Any) -> tuple:
         self.gpu.graphs.pop(graph.handle, None)
@@ -1333,6 +1338,8 @@ def install(monkeypatch: Any, label: str, *, cuda: str = "cuda-python", devices:
         package.bindings = bindings
         package.__path__ = []  # a package, so "from cuda.bindings import runtime" resolves
         bindings.__path__ = []
+        for module in (package, bindings, cudart.module):
+            module.__spec__ = importlib.machinery.ModuleSpec(module.__name__, None, is_package=True)
         monkeypatch.setitem(sys.modules, "cuda", package)
         monkeypatch.setitem(sys.modules, "cuda.bindings", bindings)
         monkeypatch.setitem(sys.modules, "cuda.bindings.runtime", cudart.module)
@@ -1341,6 +1348,8 @@ def install(monkeypatch: Any, label: str, *, cuda: str = "cuda-python", devices:
         package = types.ModuleType("pycuda")
         package.driver = pycuda.module
         package.__path__ = []
+        for module in (package, pycuda.module):
+            module.__spec__ = importlib.machinery.ModuleSpec(module.__name__, None, is_package=True)
         monkeypatch.setitem(sys.modules, "pycuda", package)
         monkeypatch.setitem(sys.modules, "pycuda.driver", pycuda.module)
     return StandIns(label, gpu, trt, cudart, pycuda)

@@ -48,7 +48,7 @@ def test_cuda_bindings_graph_calls() -> None:
         functions = data["functions"]
         assert functions["cudaStreamBeginCapture"] == [["stream", "mode"]], release
         assert functions["cudaStreamEndCapture"] == [["stream"]], release
-        assert functions["cudaGraphInstantiate"] == [["graph", "flags"]], release
+        assert functions["cudaGraphInstantiateWithFlags"] == [["graph", "flags"]], release
         assert functions["cudaGraphLaunch"] == [["graphExec", "stream"]], release
         assert "cudaStreamCaptureModeThreadLocal" in data["enums"]["cudaStreamCaptureMode"]
         assert {"name", "major", "minor"} <= set(data["struct_fields"]["cudaDeviceProp"])
