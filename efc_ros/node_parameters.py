@@ -74,7 +74,7 @@ class ParameterSpec:
 PARAMETER_SPECS: tuple[ParameterSpec, ...] = (
     ParameterSpec(
         "backend", "onnxruntime",
-        "Inference backend: onnxruntime (CPU/GPU), tensorrt (engine + pycuda) or torch (checkpoint).",
+        "Inference backend: onnxruntime (CPU/GPU), tensorrt (engine + cuda-python or pycuda) or torch (checkpoint).",
         read_only=True, choices=BACKENDS,
     ),
     ParameterSpec(

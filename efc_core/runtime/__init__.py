@@ -1,7 +1,7 @@
 """Inference backends behind one interface; heavy libraries are imported only when used.
 
 ``create_backend("onnxruntime", "model.onnx")`` imports onnxruntime, ``"tensorrt"`` imports
-tensorrt + pycuda, ``"torch"`` imports torch. Importing this package imports none of them, so the
+tensorrt + cuda-python (or pycuda), ``"torch"`` imports torch. Importing this package imports none of them, so the
 ROS node and the ONNX Runtime path run on a robot without PyTorch.
 """
 
