@@ -12,6 +12,10 @@ export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
 export ROS_LOCALHOST_ONLY := 1
 export ROS_DOMAIN_ID ?= $(shell echo $$(( RANDOM % 100 + 1 )))
 export RMW_IMPLEMENTATION ?= rmw_fastrtps_cpp
+# Fast DDS profile for camera-sized images (README "Large images over DDS"): a 64 MB shared-memory
+# segment, UDP on loopback only. Both spellings: Fast DDS 3 (Kilted+) and Fast DDS 2 (Humble/Jazzy).
+export FASTDDS_DEFAULT_PROFILES_FILE ?= $(CURDIR)/config/fastdds_large_images_localhost.xml
+export FASTRTPS_DEFAULT_PROFILES_FILE ?= $(FASTDDS_DEFAULT_PROFILES_FILE)
 export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 
 .PHONY: venv demo test bench clean

@@ -21,6 +21,7 @@ from efc_core.errors import InputError
 from efc_core.pairing import FramePairer
 from efc_core.postprocess import (
     flow_content,
+    flow_output_size,
     flow_to_input,
     fuse_probabilities,
     labels_from_probabilities,
@@ -41,7 +42,9 @@ class PerceptionResult:
     segmentation: (H, W) uint8 class ids. seg_probabilities: (H, W, K) float32 when requested.
     flow: (H, W, 2) float32 (dx, dy) in input pixels, on the grid given by ``flow_direction``
     (forward: previous frame's grid, prev -> cur; backward: current grid, cur -> prev); None
-    when the frame had no valid predecessor (``pair_reset_reason`` says why).
+    when the frame had no valid predecessor (``pair_reset_reason`` says why, ``prev_stamp_ns``
+    is None) or when the caller did not ask for it (``process(with_flow=False)``); smaller than
+    the input with ``flow_scale < 1`` (vectors then in pixels of the flow grid).
     occlusion: (H, W) float32 probability on the flow's grid, or None like ``flow``.
     timings_ms: "preprocess", "inference" (encode + decode), "postprocess", "total".
     """
@@ -137,7 +140,8 @@ class Perceptor:
         return self.backend.infer(prev_tensor, tensor), _KeptFrame(tensor=tensor)
 
     def process(self, image: np.ndarray, stamp_ns: int, frame_id: str = "", *,
-                image_format: str = "") -> PerceptionResult:
+                image_format: str = "", with_flow: bool = True, with_occlusion: bool = True,
+                flow_scale: float = 1.0) -> PerceptionResult:
         """Segment one frame and, when it pairs with the previous one, estimate flow and occlusion.
 
         Args:
@@ -146,6 +150,12 @@ class Perceptor:
             frame_id: the image's ``header.frame_id``.
             image_format: what the image was decoded from (e.g. the ROS encoding); frames of
                 different formats never pair.
+            with_flow, with_occlusion: bring flow / occlusion back to the input size; False leaves
+                ``result.flow`` / ``result.occlusion`` None (the network still computes them; a
+                consumer that nobody listens to skips the resize). ``prev_stamp_ns`` still says
+                whether the frame was paired.
+            flow_scale: size of ``result.flow`` relative to the input, in (0, 1]; vectors are in
+                pixels of that smaller grid (see ``postprocess.flow_to_input``).
 
         Outputs are identified by (stamp, frame_id): a frame with the same stamp and frame_id as
         the previous processed one is refused (``InputError`` of kind ``duplicate_stamp``) rather
@@ -161,6 +171,7 @@ class Perceptor:
         if isinstance(stamp_ns, bool) or not isinstance(stamp_ns, (int, np.integer)):
             raise InputError(f"stamp_ns must be an int number of nanoseconds, got {stamp_ns!r}")
         size = (int(image.shape[0]), int(image.shape[1]))
+        flow_output_size(size, flow_scale)  # a bad scale fails before inference, paired or not
         geometry = self.geometry_for(size)
         tensor = preprocess(image, geometry, self.manifest.mean, self.manifest.std, self._input_dtype)
         preprocessed = time.perf_counter()
@@ -188,8 +199,10 @@ class Perceptor:
             segmentation = labels_to_input(outputs.seg_logits, geometry)
         flow = occlusion = None
         if decision.previous is not None:
-            flow = flow_to_input(outputs.flow, geometry)
-            occlusion = occlusion_to_input(outputs.occlusion, geometry)
+            if with_flow:
+                flow = flow_to_input(outputs.flow, geometry, flow_scale)
+            if with_occlusion:
+                occlusion = occlusion_to_input(outputs.occlusion, geometry)
         done = time.perf_counter()
 
         self._pairer.accept(int(stamp_ns), frame_id, size, kept, image_format)

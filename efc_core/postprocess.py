@@ -105,20 +105,34 @@ def flow_content(flow: np.ndarray, geometry: ResizeGeometry) -> np.ndarray:
     return np.ascontiguousarray(np.moveaxis(_content(flow, geometry, "flow", 2), 0, -1), dtype=np.float32)
 
 
-def flow_to_input(flow: np.ndarray, geometry: ResizeGeometry) -> np.ndarray:
-    """Flow at input resolution.
+def flow_output_size(input_size: tuple[int, int], scale: float) -> tuple[int, int]:
+    """(height, width) of a flow output at ``scale`` times the input size (each side at least 1 pixel).
+
+    Raises:
+        ValueError: ``scale`` is not in (0, 1].
+    """
+    if not 0.0 < scale <= 1.0:
+        raise ValueError(f"flow scale must be in (0, 1], got {scale!r}")
+    return max(1, round(input_size[0] * scale)), max(1, round(input_size[1] * scale))
+
+
+def flow_to_input(flow: np.ndarray, geometry: ResizeGeometry, scale: float = 1.0) -> np.ndarray:
+    """Flow at input resolution, or at ``scale`` times it.
 
     Args:
         flow: (1, 2, h, w) (dx, dy) in model pixels.
+        scale: output size relative to the input, in (0, 1] (``flow_output_size``).
 
     Returns:
-        (H, W, 2) float32 (dx, dy) in input pixels: bilinear, dx scaled by W / w_content and dy
-        by H / h_content.
+        (H', W', 2) float32 (dx, dy) in pixels *of the returned grid*: bilinear, dx scaled by
+        W' / w_content and dy by H' / h_content, so that ``p + flow(p)`` stays a position in the
+        returned image (input pixels when scale is 1).
     """
     content = flow_content(flow, geometry)
-    if content.shape[:2] == geometry.input_size:
+    size = flow_output_size(geometry.input_size, scale)
+    if content.shape[:2] == size:
         return content
-    return resize_flow(content, geometry.input_size)
+    return resize_flow(content, size)
 
 
 def occlusion_content(occlusion: np.ndarray, geometry: ResizeGeometry) -> np.ndarray:

@@ -15,12 +15,16 @@ from dataclasses import dataclass, field
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
+from efc_ros.transport_loss import TransportLossEstimator
+
 #: Stages timed per frame, in milliseconds. ``end_to_end`` runs from the message arriving in the
 #: callback to the last output published, so it includes the time a frame waits for the worker.
 LATENCY_STAGES: tuple[str, ...] = ("queue", "decode", "preprocess", "inference", "postprocess", "publish", "end_to_end")
 
 #: Inputs older than this many periods without a frame make the status WARN ("no input").
 _STALE_PERIODS = 3.0
+#: More than this share of the camera's frames lost before the callback in one period makes the status WARN.
+TRANSPORT_LOSS_WARN = 0.10
 
 
 @dataclass
@@ -55,12 +59,18 @@ class NodeStatistics:
         self._output_times: collections.deque[float] = collections.deque(maxlen=1000)
         self._latency = {stage: _Window() for stage in LATENCY_STAGES}
         self._last_report = clock()
+        self.transport = TransportLossEstimator()
+        self._lost_in_period = 0
+        self._received_in_period = 0
 
-    def record_received(self) -> None:
-        """A message arrived in the subscription callback."""
+    def record_received(self, stamp_ns: int | None = None, frame_id: str = "") -> None:
+        """A message arrived in the subscription callback; with its header stamp, gaps count as transport loss."""
         with self._lock:
             self.frames_received += 1
             self._received_times.append(self._clock())
+            self._received_in_period += 1
+            if stamp_ns is not None:
+                self._lost_in_period += self.transport.observe(stamp_ns, frame_id)
 
     def record_dropped(self) -> None:
         """A frame was replaced by a newer one before the worker took it."""
@@ -121,7 +131,13 @@ class NodeStatistics:
             latencies = {stage: w.summary() for stage, w in self._latency.items()}
             for w in self._latency.values():
                 w.samples.clear()
+            lost, arrived = self._lost_in_period, self._received_in_period
+            self._lost_in_period = self._received_in_period = 0
+            loss = lost / (lost + arrived) if lost + arrived else 0.0
             values = [
+                ("camera_rate_hz", f"{self.transport.camera_rate_hz():.2f}"),  # from header stamps
+                ("frames_lost_in_transport", str(self.transport.frames_lost)),
+                ("transport_loss_percent", f"{100.0 * loss:.1f}"),  # this period
                 ("input_rate_hz", f"{input_rate:.2f}"),
                 ("output_rate_hz", f"{output_rate:.2f}"),
                 ("frames_received", str(self.frames_received)),
@@ -151,6 +167,12 @@ class NodeStatistics:
                               else "input arrives but no outputs in the last period")
             if errors_now:
                 status.message += f"; frame errors so far: {kinds}"
+        elif loss > TRANSPORT_LOSS_WARN:
+            # Stamp gaps: the camera sent frames the node never received (e.g. large images over
+            # best-effort DDS without the shared-memory profile, README "Large images over DDS").
+            status.level = DiagnosticStatus.WARN
+            status.message = (f"{100.0 * loss:.0f}% of camera frames lost before reaching the node "
+                              f"({lost} of {lost + arrived} by header stamps)")
         elif errors_now:
             status.level, status.message = DiagnosticStatus.OK, f"running; {errors_now} frame errors so far ({kinds})"
         else:

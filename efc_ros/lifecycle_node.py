@@ -31,6 +31,7 @@ from rclpy.lifecycle import State, TransitionCallbackReturn
 from efc_core.errors import EfcError
 from efc_ros.node_parameters import UNCONFIGURED_PARAMETERS, declare_perception_parameters
 from efc_ros.perception_node import NODE_NAME, BackendProvider, PerceptionCallbacks
+from efc_ros.dds_profile import use_large_image_profile
 
 
 class PerceptionLifecycleNode(PerceptionCallbacks, LifecycleNode):
@@ -109,6 +110,7 @@ def main(args: list[str] | None = None) -> int:
     argv = list(sys.argv if args is None else args)
     autostart = "--autostart" in argv
     argv = [a for a in argv if a != "--autostart"]
+    use_large_image_profile()  # before the first DDS participant (README: large images over DDS)
     rclpy.init(args=argv)
     try:
         try:

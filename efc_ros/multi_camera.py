@@ -22,6 +22,7 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from efc_core.errors import EfcError
 from efc_ros.node_parameters import PerceptionParameters
 from efc_ros.perception_node import NODE_NAME, PerceptionNode, load_backend
+from efc_ros.dds_profile import use_large_image_profile
 
 
 class SharedBackend:
@@ -102,6 +103,7 @@ def main(args: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cameras", nargs="+", required=True, help="namespaces, one per camera")
     options = parser.parse_args(rclpy.utilities.remove_ros_args(argv)[1:])
+    use_large_image_profile()  # before the first DDS participant (README: large images over DDS)
     rclpy.init(args=argv)
     provider = SharedBackendProvider()
     nodes: list[PerceptionNode] = []

@@ -142,6 +142,13 @@ PARAMETER_SPECS: tuple[ParameterSpec, ...] = (
         float_range=(0.0, 10000.0),
     ),
     ParameterSpec(
+        "flow_scale", 1.0,
+        "Size of the flow and flow/color images relative to the camera image (1 = camera resolution). Below 1 "
+        "the vectors are in pixels of the smaller flow image: multiply dx by camera width / flow width, dy by "
+        "camera height / flow height for camera pixels.",
+        float_range=(0.05, 1.0),
+    ),
+    ParameterSpec(
         "overlay_alpha", 0.5,
         "Opacity of the segmentation colours in the overlay image.",
         float_range=(0.0, 1.0),
@@ -211,6 +218,7 @@ class PerceptionParameters:
     temporal_fusion: float = 0.0
     occlusion_threshold: float = 0.5
     flow_color_max: float = 0.0
+    flow_scale: float = 1.0
     overlay_alpha: float = 0.5
     publish_occlusion_probability: bool = False
     use_compressed: bool = False

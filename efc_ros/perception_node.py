@@ -15,6 +15,11 @@ the pair (previous frame, this frame); ``flow/prev_stamp`` is a ``sensor_msgs/Ti
 so a consumer can match it to ``flow`` by stamp (e.g. an exact-time synchroniser). Flow and
 occlusion are only published for frames with a valid predecessor; segmentation for every frame.
 
+Only outputs with a subscriber are computed and published (``OutputPublishers``). With
+``flow_scale`` s < 1, ``flow`` and ``flow/color`` are round(s·H) x round(s·W) images and the flow
+vectors are in pixels *of that image* (so ``p + flow(p)`` stays inside it): a consumer gets camera
+pixels by multiplying dx by ``camera width / flow.width`` and dy by ``camera height / flow.height``.
+
 The subscription callback only stores the message; a single worker thread decodes the newest one,
 runs the ``Perceptor`` and publishes (latest-frame-wins, see ``inference_worker``).
 """
@@ -49,6 +54,7 @@ from efc_ros.node_parameters import (
     declare_perception_parameters,
 )
 from efc_ros.model_paths import default_model_path
+from efc_ros.dds_profile import use_large_image_profile
 
 NODE_NAME = "efc_perception"
 #: Perceptor settings without a setter; changing one at runtime rebuilds it (the pair restarts).
@@ -103,8 +109,38 @@ def load_backend(settings: PerceptionParameters) -> Any:
     return create_backend(settings.backend, path, **options)
 
 
+@dataclass(frozen=True)
+class OutputDemand:
+    """Which outputs have a subscriber right now (decided once per frame, before inference)."""
+
+    segmentation: bool
+    segmentation_color: bool
+    overlay: bool
+    flow: bool
+    flow_color: bool
+    occlusion: bool
+    occlusion_probability: bool
+
+    @property
+    def needs_flow(self) -> bool:
+        """Flow must be brought to the output size (``flow`` or ``flow/color`` is subscribed)."""
+        return self.flow or self.flow_color
+
+    @property
+    def needs_occlusion(self) -> bool:
+        """Occlusion must be brought to the input size."""
+        return self.occlusion or self.occlusion_probability
+
+
 class OutputPublishers:
-    """The node's output topics; colour images are computed only while someone subscribes."""
+    """The node's output topics. An output nobody subscribes to is neither computed nor serialised.
+
+    ``rclpy`` converts and serialises a message on ``publish`` even without subscribers (0.7 ms for
+    a 640x480 flow image here), and the flow resize, colour LUTs and overlay cost more; so each
+    frame first asks ``demand`` which topics have subscribers (``rviz2``, ``ros2 bag record`` and
+    ``efc bag replay`` count as subscribers). ``flow/prev_stamp`` is tiny and published for every
+    paired frame, so consumers can always tell which frames were paired.
+    """
 
     def __init__(self, node: Node, manifest: Any, *, depth: int) -> None:
         """Create the publishers on ``node``: reliable, keep last ``depth`` (matches best-effort and reliable
@@ -127,36 +163,57 @@ class OutputPublishers:
                           self.flow_prev_stamp, self.occlusion, self.occlusion_probability):
             node.destroy_publisher(publisher)
 
+    def demand(self, settings: PerceptionParameters) -> OutputDemand:
+        """The outputs with at least one subscriber (``occlusion/probability`` also needs its parameter)."""
+        return OutputDemand(
+            segmentation=self.segmentation.get_subscription_count() > 0,
+            segmentation_color=self.segmentation_color.get_subscription_count() > 0,
+            overlay=self.overlay.get_subscription_count() > 0,
+            flow=self.flow.get_subscription_count() > 0,
+            flow_color=self.flow_color.get_subscription_count() > 0,
+            occlusion=self.occlusion.get_subscription_count() > 0,
+            occlusion_probability=settings.publish_occlusion_probability
+            and self.occlusion_probability.get_subscription_count() > 0,
+        )
+
     def publish(self, result: PerceptionResult, rgb: np.ndarray, header: Header,
-                settings: PerceptionParameters) -> None:
-        """Publish one frame's outputs, all with ``header`` (the input image's stamp and frame_id).
+                settings: PerceptionParameters, demand: OutputDemand) -> None:
+        """Publish one frame's demanded outputs, all with ``header`` (the input image's stamp and frame_id).
 
         Args:
-            result: the Perceptor's output for the frame; arrays at input resolution.
+            result: the Perceptor's output for the frame, computed for ``demand``; segmentation and
+                occlusion at input resolution, flow at ``settings.flow_scale`` of it.
             rgb: (H, W, 3) uint8 input image (for the overlay).
+            demand: what ``demand`` returned before the frame was processed.
         """
-        self.segmentation.publish(array_to_image_msg(result.segmentation, "mono8", header))
-        wants_overlay = self.overlay.get_subscription_count() > 0
-        if wants_overlay or self.segmentation_color.get_subscription_count() > 0:
+        if demand.segmentation:
+            self.segmentation.publish(array_to_image_msg(result.segmentation, "mono8", header))
+        if demand.overlay or demand.segmentation_color:
             colours = viz.colorize_labels(result.segmentation, self.palette)
-            if self.segmentation_color.get_subscription_count() > 0:
+            if demand.segmentation_color:
                 self.segmentation_color.publish(array_to_image_msg(colours, "rgb8", header))
-            if wants_overlay:
+            if demand.overlay:
                 blended = viz.overlay(rgb, colours, alpha=settings.overlay_alpha)
                 self.overlay.publish(array_to_image_msg(blended, "rgb8", header))
-        if result.flow is None or result.occlusion is None or result.prev_stamp_ns is None:
+        if result.prev_stamp_ns is None:
             return  # no valid predecessor: segmentation only (ROS_NODE.md §3)
         self.flow_prev_stamp.publish(
             TimeReference(header=header, time_ref=_time_from_ns(result.prev_stamp_ns), source="previous_frame")
         )
-        self.flow.publish(array_to_image_msg(result.flow, "32FC2", header))
-        if self.flow_color.get_subscription_count() > 0:
-            max_magnitude = settings.flow_color_max if settings.flow_color_max > 0 else None
-            self.flow_color.publish(array_to_image_msg(viz.flow_to_color(result.flow, max_magnitude), "rgb8", header))
-        mask = np.where(result.occlusion > settings.occlusion_threshold, np.uint8(255), np.uint8(0))
-        self.occlusion.publish(array_to_image_msg(mask, "mono8", header))
-        if settings.publish_occlusion_probability:
-            self.occlusion_probability.publish(array_to_image_msg(result.occlusion.astype(np.float32), "32FC1", header))
+        if result.flow is not None:
+            if demand.flow:
+                self.flow.publish(array_to_image_msg(result.flow, "32FC2", header))
+            if demand.flow_color:
+                max_magnitude = settings.flow_color_max if settings.flow_color_max > 0 else None
+                self.flow_color.publish(
+                    array_to_image_msg(viz.flow_to_color(result.flow, max_magnitude), "rgb8", header))
+        if result.occlusion is not None:
+            if demand.occlusion:
+                mask = np.where(result.occlusion > settings.occlusion_threshold, np.uint8(255), np.uint8(0))
+                self.occlusion.publish(array_to_image_msg(mask, "mono8", header))
+            if demand.occlusion_probability:
+                self.occlusion_probability.publish(
+                    array_to_image_msg(result.occlusion.astype(np.float32, copy=False), "32FC1", header))
 
 
 class PerceptionCallbacks:
@@ -253,7 +310,7 @@ class PerceptionCallbacks:
     # ---- callbacks (executor thread): never block on inference ----
 
     def _on_image(self, msg: Image | CompressedImage) -> None:
-        self.statistics.record_received()
+        self.statistics.record_received(_stamp_ns(msg.header.stamp), msg.header.frame_id)
         self._worker.submit(_ReceivedFrame(msg, time.perf_counter()))
 
     def _on_set_parameters(self, parameters: list[Any]) -> SetParametersResult:
@@ -300,16 +357,19 @@ class PerceptionCallbacks:
         rgb, image_format = self._decode(frame.msg, settings)
         decoded = time.perf_counter()
         header = Header(stamp=frame.msg.header.stamp, frame_id=frame.msg.header.frame_id)
-        result = self._perceptor.process(rgb, _stamp_ns(header.stamp), header.frame_id, image_format=image_format)
+        demand = self._outputs.demand(settings)
+        result = self._perceptor.process(rgb, _stamp_ns(header.stamp), header.frame_id, image_format=image_format,
+                                         with_flow=demand.needs_flow, with_occlusion=demand.needs_occlusion,
+                                         flow_scale=settings.flow_scale)
         self._check_finite(result)
         before_publish = time.perf_counter()
-        self._outputs.publish(result, rgb, header, settings)
+        self._outputs.publish(result, rgb, header, settings, demand)
         done = time.perf_counter()
         timings = {stage: result.timings_ms.get(stage, float("nan"))
                    for stage in ("preprocess", "inference", "postprocess")}
         timings.update(queue=(start - frame.received) * 1e3, decode=(decoded - start) * 1e3,
                        publish=(done - before_publish) * 1e3, end_to_end=(done - frame.received) * 1e3)
-        self.statistics.record_processed(timings, pair_reset=result.flow is None)
+        self.statistics.record_processed(timings, pair_reset=result.prev_stamp_ns is None)
         if result.pair_reset_reason not in (None, "first frame"):
             # Throttled: when inference takes longer than max_frame_gap, every processed frame resets
             # (latest-frame-wins pairs consecutive *processed* frames).
@@ -411,6 +471,7 @@ class PerceptionNode(PerceptionCallbacks, Node):
 
 def main(args: list[str] | None = None) -> int:
     """Console script ``perception_node``: run the node until SIGINT; exit 1 when it cannot start."""
+    use_large_image_profile()  # before the first DDS participant (README: large images over DDS)
     rclpy.init(args=args)
     try:
         try:

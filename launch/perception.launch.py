@@ -6,21 +6,30 @@
 Outputs appear under the namespace (``/front/segmentation``, ``/front/flow``, ...), so one launch
 per camera never clashes. Parameters come from ``params_file`` (default: the package's
 ``config/perception.yaml``); ``backend``, ``model_path`` and ``use_sim_time`` override it.
+
+``dds_profile`` (default: the package's ``config/fastdds_large_images.xml``) is the Fast DDS
+profile given to the node and to rviz2 (both ``FASTDDS_`` and ``FASTRTPS_DEFAULT_PROFILES_FILE``):
+a 64 MB shared-memory segment so that 640x480 images and the 2.5 MB flow output survive
+best-effort QoS (README "Large images over DDS"). ``dds_profile:=none`` keeps Fast DDS's defaults;
+``dds_profile:=/path/own.xml`` uses your own. The camera driver needs it too (export it there).
 """
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
-from launch.conditions import IfCondition
-from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable, UnsetEnvironmentVariable
+from launch.conditions import IfCondition, UnlessCondition
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution, PythonExpression
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
 PACKAGE = "efc_ros"
+#: Fast DDS 3 (Kilted+) and Fast DDS 2 (Humble, Jazzy) spellings of the default-profile variable.
+PROFILE_ENV_VARS = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
 
 
 def generate_launch_description() -> LaunchDescription:
-    """Arguments: image_topic, namespace, params_file, backend, model_path, use_sim_time, rviz, log_level."""
+    """Arguments: image_topic, namespace, params_file, backend, model_path, use_sim_time, rviz, log_level,
+    dds_profile."""
     share = FindPackageShare(PACKAGE)
     image_topic = LaunchConfiguration("image_topic")
     namespace = LaunchConfiguration("namespace")
@@ -42,7 +51,20 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("rviz", default_value="false", choices=["true", "false"],
                               description="Also start rviz2 with rviz/perception.rviz."),
         DeclareLaunchArgument("log_level", default_value="info", description="Logging level of the node."),
+        DeclareLaunchArgument("dds_profile",
+                              default_value=PathJoinSubstitution([share, "config", "fastdds_large_images.xml"]),
+                              description="Fast DDS profile for the node and rviz2 (large-image shared memory); "
+                                          "'none' = Fast DDS defaults, or a path to your own XML."),
     ]
+
+    # Set before the nodes so that both processes inherit it; "none" also tells the node itself
+    # (efc_ros.dds_profile) not to pick the shipped profile.
+    profile = LaunchConfiguration("dds_profile")
+    profile_off = PythonExpression(["'", profile, "'.strip().lower() in ('', 'none', 'off')"])
+    dds_environment = [SetEnvironmentVariable(name, profile, condition=UnlessCondition(profile_off))
+                       for name in PROFILE_ENV_VARS]
+    dds_environment += [UnsetEnvironmentVariable(name, condition=IfCondition(profile_off)) for name in PROFILE_ENV_VARS]
+    dds_environment.append(SetEnvironmentVariable("EFC_DDS_PROFILE", "none", condition=IfCondition(profile_off)))
 
     perception = Node(
         package=PACKAGE,
@@ -78,4 +100,4 @@ def generate_launch_description() -> LaunchDescription:
         output="screen",
     )
 
-    return LaunchDescription(arguments + [perception, rviz])
+    return LaunchDescription(arguments + dds_environment + [perception, rviz])

@@ -23,6 +23,13 @@ os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 os.environ.setdefault("ROS_LOCALHOST_ONLY", "1")
 os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(1, 100)))
 os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
+# The shipped large-image Fast DDS profile (loopback-only variant here), as in the Makefile; tests
+# that measure Fast DDS's defaults start their processes with efc_ros.dds_profile.profile_environment(None).
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+from efc_ros.dds_profile import use_large_image_profile  # noqa: E402  (imports no rclpy)
+
+use_large_image_profile()
 # Small CPU: keep each test process on few threads so parallel work stays predictable.
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 

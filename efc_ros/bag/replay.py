@@ -55,6 +55,11 @@ def replay_bag(input_bag: str | Path, output_bag: str | Path, options: ReplayOpt
     """
     if not options.rate > 0:
         raise ValueError(f"rate must be > 0, got {options.rate}")
+    from efc_ros.dds_profile import use_large_image_profile
+
+    # Before the first participant of this process: 640x480 frames and the node's flow output
+    # through best-effort QoS need the large shared-memory segment (README "Large images over DDS").
+    use_large_image_profile()
     import rclpy
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import CompressedImage, Image

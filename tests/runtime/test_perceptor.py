@@ -197,3 +197,29 @@ def test_image_format_change_resets_and_a_duplicate_stamp_is_refused(translation
     assert refused.value.kind == "duplicate_stamp"
     after = perceptor.process(frames[3], 30_000_000, "cam", image_format="mono8")
     assert after.prev_stamp_ns == 20_000_000  # the refused duplicate never became a partner
+
+
+def test_flow_scale_shrinks_the_flow_grid_and_its_vectors_alike(translation_model: Path) -> None:
+    # 48x96 into the 64x64 model (content 32x64): at scale 0.5 the flow image is 24x48, and a
+    # vector is in pixels of that image: dx = 2 * 48/64, dy = -3 * 24/32 (half the input-pixel value).
+    perceptor = Perceptor(create_backend("onnxruntime", translation_model, intra_op_threads=1))
+    frames = _frames(2, (48, 96))
+    perceptor.process(frames[0], 0, "cam", flow_scale=0.5)
+    result = perceptor.process(frames[1], 50 * MS, "cam", flow_scale=0.5)
+    assert result.flow.shape == (24, 48, 2)
+    np.testing.assert_allclose(result.flow[..., 0], 2.0 * 48 / 64, rtol=1e-6)
+    np.testing.assert_allclose(result.flow[..., 1], -3.0 * 24 / 32, rtol=1e-6)
+    assert result.segmentation.shape == (48, 96) and result.occlusion.shape == (48, 96)
+    with pytest.raises(ValueError, match="flow scale must be in"):
+        perceptor.process(frames[0], 100 * MS, "cam", flow_scale=1.5)
+
+
+def test_unrequested_flow_and_occlusion_are_not_computed_but_the_pair_is_kept(translation_model: Path) -> None:
+    perceptor = Perceptor(create_backend("onnxruntime", translation_model, intra_op_threads=1))
+    frames = _frames(3, (48, 96))
+    perceptor.process(frames[0], 0, "cam", with_flow=False, with_occlusion=False)
+    skipped = perceptor.process(frames[1], 50 * MS, "cam", with_flow=False, with_occlusion=False)
+    assert skipped.flow is None and skipped.occlusion is None
+    assert skipped.prev_stamp_ns == 0 and skipped.pair_reset_reason is None  # still paired
+    only_occlusion = perceptor.process(frames[2], 100 * MS, "cam", with_flow=False)
+    assert only_occlusion.flow is None and only_occlusion.occlusion.shape == (48, 96)
