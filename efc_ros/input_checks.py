@@ -97,13 +97,26 @@ _DECODER_WARNING = re.compile(
     r"^(Corrupt JPEG data|Premature end of JPEG|Invalid SOS parameters|Inconsistent progression|"
     r"Bogus |Warning: |libpng (warning|error))")
 _NATIVE_STDERR_LOCK = threading.Lock()
+#: One capture file for the process, reused under the lock: a new temporary file per frame
+#: would cost a file creation and deletion on every compressed camera frame.
+_capture_file: Any = None
+
+
+def _stderr_capture() -> Any:
+    """The process's capture file for fd 2, emptied (call with ``_NATIVE_STDERR_LOCK`` held)."""
+    global _capture_file
+    if _capture_file is None:
+        _capture_file = tempfile.TemporaryFile()
+    _capture_file.seek(0)
+    _capture_file.truncate()
+    return _capture_file
 
 
 def _imdecode_with_warnings(buffer: np.ndarray) -> tuple[np.ndarray | None, tuple[str, ...]]:
     """``cv2.imdecode`` plus the warnings libjpeg/libpng print on the process's stderr meanwhile.
 
     The decoders report corrupt data only as text on file descriptor 2, so fd 2 points at a
-    temporary file for the call (one decode at a time); anything else written there meanwhile
+    reused temporary file for the call (one decode at a time); anything else written there meanwhile
     (another thread's log line) is passed on to the real stderr afterwards.
     """
     with _NATIVE_STDERR_LOCK:
@@ -112,15 +125,15 @@ def _imdecode_with_warnings(buffer: np.ndarray) -> tuple[np.ndarray | None, tupl
             saved = os.dup(2)
         except (OSError, ValueError):  # no usable stderr: decode without listening
             return cv2.imdecode(buffer, cv2.IMREAD_COLOR), ()
-        with tempfile.TemporaryFile() as capture:
-            os.dup2(capture.fileno(), 2)
-            try:
-                bgr = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
-            finally:
-                os.dup2(saved, 2)
-                os.close(saved)
-            capture.seek(0)
-            text = capture.read().decode("utf-8", errors="replace")
+        capture = _stderr_capture()
+        os.dup2(capture.fileno(), 2)
+        try:
+            bgr = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        capture.seek(0)
+        text = capture.read().decode("utf-8", errors="replace")
     lines = [line for line in text.splitlines() if line.strip()]
     warnings = tuple(line.strip() for line in lines if _DECODER_WARNING.match(line.strip()))
     others = [line for line in lines if not _DECODER_WARNING.match(line.strip())]

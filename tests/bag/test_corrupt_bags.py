@@ -71,13 +71,18 @@ def _random_bytes(count: int, seed: int = 0) -> bytes:
     return np.random.default_rng(seed).integers(0, 256, count, dtype=np.uint8).tobytes()
 
 
+def _damage_message(bag: Path, topic: str, index: int, data: bytes) -> None:
+    """Overwrite the middle of message ``index`` of ``topic`` in the bag's MCAP file with ``data``."""
+    offset, length = _payload_offset(bag, topic, index)
+    _overwrite(_mcap_file(bag), offset + length // 2 - len(data) // 2, data)
+
+
 def test_written_bags_carry_chunk_crcs(camera_bag):
     assert _clear_chunk_crcs(camera_bag) > 0
 
 
 def test_random_bytes_in_a_ground_truth_message_are_found_by_the_chunk_crc(tmp_path, camera_bag, demo_model):
-    offset, length = _payload_offset(camera_bag, GT_FLOW_TOPIC, 3)
-    _overwrite(_mcap_file(camera_bag), offset + length // 2 - 2500, _random_bytes(5000))
+    _damage_message(camera_bag, GT_FLOW_TOPIC, 3, _random_bytes(5000))
     stats_path = tmp_path / "stats.json"
     result = run_efc("bag", "process", camera_bag, tmp_path / "out", "--model", demo_model, "--json", stats_path)
     assert result.returncode == 0, result.stderr
@@ -94,8 +99,7 @@ def test_random_bytes_in_a_ground_truth_message_are_found_by_the_chunk_crc(tmp_p
 
 def test_random_bytes_in_a_bag_without_crcs_are_kept_out_of_the_metrics_with_a_warning(tmp_path, camera_bag, demo_model):
     _clear_chunk_crcs(camera_bag)
-    offset, length = _payload_offset(camera_bag, GT_FLOW_TOPIC, 3)
-    _overwrite(_mcap_file(camera_bag), offset + length // 2 - 2500, _random_bytes(5000))
+    _damage_message(camera_bag, GT_FLOW_TOPIC, 3, _random_bytes(5000))
     result = run_efc("bag", "process", camera_bag, tmp_path / "out", "--model", demo_model)
     assert result.returncode == 0, result.stderr  # nothing to detect without a checksum: copied as is
     report = tmp_path / "report"
@@ -109,8 +113,7 @@ def test_random_bytes_in_a_bag_without_crcs_are_kept_out_of_the_metrics_with_a_w
 
 
 def test_zeroed_block_inside_a_camera_image_is_reported_and_the_frame_skipped(tmp_path, camera_bag, demo_model):
-    offset, length = _payload_offset(camera_bag, CAMERA_TOPIC, 4)
-    _overwrite(_mcap_file(camera_bag), offset + length // 2 - 25_000, bytes(50_000))
+    _damage_message(camera_bag, CAMERA_TOPIC, 4, bytes(50_000))
     stats_path = tmp_path / "stats.json"
     result = run_efc("bag", "process", camera_bag, tmp_path / "out", "--model", demo_model, "--json", stats_path)
     assert result.returncode == 0, result.stderr
