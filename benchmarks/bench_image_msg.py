@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--slow-repeat", type=int, default=2, help="repeats of the per-element checked paths")
     args = parser.parse_args(argv)
-    from efc_ros.cli import parse_size_wh
+    from efc_ros.cli_args import parse_size_wh
 
     height, width = parse_size_wh(args.size)
     rng = np.random.default_rng(0)

@@ -24,7 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from efc_core.model import PRESETS, build_model  # noqa: E402
-from efc_ros.cli import parse_size_wh  # noqa: E402
+from efc_ros.cli_args import parse_size_wh  # noqa: E402
 
 
 def time_model(preset: str, height: int, width: int, warmup: int, repeats: int, num_classes: int) -> dict:

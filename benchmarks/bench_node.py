@@ -241,7 +241,7 @@ class Bench:
 def run_one(model: Path, args: argparse.Namespace, env: dict[str, str]) -> dict:
     """All phases with the DDS profile already in this process's environment (see ``main``)."""
     from efc_core.data.synthetic import SyntheticConfig, generate_sequence
-    from efc_ros.cli import parse_size_wh
+    from efc_ros.cli_args import parse_size_wh
 
     height, width = parse_size_wh(args.size)
     frames = generate_sequence(SyntheticConfig(height=height, width=width, num_frames=8), seed=7).frames
@@ -314,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
         print("BENCH_JSON " + json.dumps(run_one(model, args, dict(os.environ))), flush=True)
         return 0
     if args.export_tiny:
-        from efc_ros.cli import parse_size_wh
+        from efc_ros.cli_args import parse_size_wh
 
         height, width = parse_size_wh(args.size)
         model = export_tiny((-(-height // 64) * 64, -(-width // 64) * 64))

@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from efc_core import viz  # noqa: E402
 from efc_core.data.synthetic import SYNTHETIC_PALETTE, SyntheticConfig, generate_sequence  # noqa: E402
-from efc_ros.cli import parse_size_wh  # noqa: E402
+from efc_ros.cli_args import parse_size_wh  # noqa: E402
 
 NUM_FRAMES = 8
 

@@ -191,7 +191,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run_cli(args: argparse.Namespace) -> int:
     from efc_core.runtime import create_backend
-    from efc_ros.cli import parse_size_wh
+    from efc_ros.cli_args import parse_size_wh
 
     backends = [name.strip() for name in args.backends.split(",") if name.strip()]
     unknown = sorted(set(backends) - set(BACKEND_BY_SUFFIX.values()))

@@ -189,7 +189,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_cli(args: argparse.Namespace) -> int:
-    from efc_ros.cli import parse_size_wh
+    from efc_ros.cli_args import parse_size_wh
 
     size = parse_size_wh(args.size) if args.size else None
     if args.json:  # checked first: a bad --json path must not come after a printed PASS

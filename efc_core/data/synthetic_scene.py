@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from efc_core.data.synthetic import SYNTHETIC_PALETTE, SyntheticConfig, SyntheticLayer, _pixel_axes
+from efc_core.data.synthetic_config import SYNTHETIC_PALETTE, SyntheticConfig, SyntheticLayer, pixel_axes
 
 #: Files in scikit-image's data folder that are drawings, masks or test charts, not photographs.
 _NOT_PHOTOS = ("logo", "horse", "phantom", "chessboard", "checkerboard", "colorwheel", "microaneurysms",
@@ -35,7 +35,7 @@ def smooth_texture(rng: np.random.Generator, height: int, width: int, base_rgb: 
     Noise is drawn on coarse grids and upsampled bicubically, then blurred (sigma 1.5 px): smooth
     enough that bilinear re-sampling of a rendered frame stays close to the exact texture value.
     """
-    xs, ys = _pixel_axes(height, width)
+    xs, ys = pixel_axes(height, width)
     angle = rng.uniform(0.0, 2.0 * math.pi)
     ramp = (math.cos(angle) * xs + math.sin(angle) * ys) / max(height, width) - 0.5
     texture = base_rgb.astype(np.float32) + ramp[..., None] * rng.uniform(-80, 80, 3).astype(np.float32)

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Iterator
 
-from efc_ros.cli import parse_size_wh
+from efc_ros.cli_args import parse_size_wh
 from efc_ros.model_paths import default_model_path
 
 

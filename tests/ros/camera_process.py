@@ -50,7 +50,7 @@ def publish(args: argparse.Namespace) -> dict[str, Any]:
     from std_msgs.msg import Header
 
     from efc_core.data.synthetic import SyntheticConfig, generate_sequence
-    from efc_ros.cli import parse_size_wh
+    from efc_ros.cli_args import parse_size_wh
     from efc_ros.image_conversions import rgb_to_image_msg
 
     height, width = parse_size_wh(args.size)
