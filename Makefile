@@ -37,7 +37,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 bench: $(STAMP)
-	$(PY) benchmarks/bench_model.py
+	$(PY) -m benchmarks.bench_model
 
 clean:
 	rm -rf build install log outputs .pytest_cache

@@ -13,8 +13,8 @@ measures
 and says whether the loader is faster than the step. Wall time on a shared machine; the CPU time
 of the main process is printed for the step.
 
-    .venv/bin/python benchmarks/bench_dataloader.py
-    .venv/bin/python benchmarks/bench_dataloader.py --workers 0 2 4 --batches 6 --json out.json
+    .venv/bin/python -m benchmarks.bench_dataloader
+    .venv/bin/python -m benchmarks.bench_dataloader --workers 0 2 4 --batches 6 --json out.json
 """
 
 from __future__ import annotations
@@ -30,10 +30,8 @@ import cv2
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from efc_core.data.datasets import build_dataset  # noqa: E402
-from training.config import load_config  # noqa: E402
+from efc_core.data.datasets import build_dataset
+from training.config import load_config
 
 FULL_SIZE = (1024, 2048)  # (H, W) of Cityscapes frames
 LABEL_IDS = np.array([7, 8, 11, 17, 21, 23, 24, 26, 0], np.uint8)

@@ -9,7 +9,7 @@ Measures, per output size (640x480 by default: mono8 0.3 MB, rgb8 0.9 MB, 32FC2 
   Humble's generated code unless Python runs with ``-O``) it first checks every element in Python;
 * ``publish`` of the finished message with no subscriber (rclpy still converts and serialises it).
 
-    .venv/bin/python benchmarks/bench_image_msg.py [--size 640x480] [--repeat 20]
+    .venv/bin/python -m benchmarks.bench_image_msg [--size 640x480] [--repeat 20]
 
 ROS traffic stays on loopback (the script sets the loopback environment before rclpy starts).
 """
@@ -23,14 +23,12 @@ import os
 import random
 import sys
 import time
-from pathlib import Path
 from typing import Callable
 
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ["ROS_LOCALHOST_ONLY"] = "1"
 os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(1, 100)))
 os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 

@@ -6,8 +6,8 @@ For each preset and input size: parameter count and the median latency of one fu
 each size (one 2-frame sequence with its ground truth per pair), when ``efc_core.data.synthetic``
 is present.
 
-    .venv/bin/python benchmarks/bench_model.py                       # all presets, 512x256 + 1024x512
-    .venv/bin/python benchmarks/bench_model.py --presets tiny --sizes 512x256 --json out.json
+    .venv/bin/python -m benchmarks.bench_model                       # all presets, 512x256 + 1024x512
+    .venv/bin/python -m benchmarks.bench_model --presets tiny --sizes 512x256 --json out.json
 """
 
 from __future__ import annotations
@@ -15,16 +15,13 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from efc_core.model import PRESETS, build_model  # noqa: E402
-from efc_ros.cli_args import parse_size_wh  # noqa: E402
+from efc_core.model import PRESETS, build_model
+from efc_ros.cli_args import parse_size_wh
 
 
 def time_model(preset: str, height: int, width: int, warmup: int, repeats: int, num_classes: int) -> dict:

@@ -18,9 +18,9 @@ The node's overhead over bare inference is reported as p50/p99 ratios (ROS_NODE.
 honesty). The queue stage is ~0.6 ms while the worker is idle (lockstep); at 30 Hz it is the
 time the newest frame waits for the frame in flight, about half a camera period.
 
-    .venv/bin/python benchmarks/bench_node.py                          # 640x480, shipped demo model
-    .venv/bin/python benchmarks/bench_node.py --frames 30 --json out.json
-    .venv/bin/python benchmarks/bench_node.py --export-tiny            # untrained tiny net at 640x512
+    .venv/bin/python -m benchmarks.bench_node                          # 640x480, shipped demo model
+    .venv/bin/python -m benchmarks.bench_node --frames 30 --json out.json
+    .venv/bin/python -m benchmarks.bench_node --export-tiny            # untrained tiny net at 640x512
 
 ROS traffic stays on loopback: the script sets ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST,
 ROS_LOCALHOST_ONLY=1 and a random ROS_DOMAIN_ID before rclpy is imported.
@@ -35,7 +35,6 @@ import random
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -44,7 +43,6 @@ os.environ["ROS_LOCALHOST_ONLY"] = "1"
 os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(1, 100)))
 os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)
 
 import numpy as np  # noqa: E402

@@ -10,8 +10,8 @@ All numbers are medians over ``--runs`` runs after one warm-up run, on one OpenC
 default (``--threads``). Rates come from wall time and, in brackets, from the process's CPU time,
 which stays meaningful on a machine shared with other jobs.
 
-    .venv/bin/python benchmarks/bench_synthetic.py
-    .venv/bin/python benchmarks/bench_synthetic.py --runs 10 --sizes 512x256 --json out.json
+    .venv/bin/python -m benchmarks.bench_synthetic
+    .venv/bin/python -m benchmarks.bench_synthetic --runs 10 --sizes 512x256 --json out.json
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
 from typing import Callable
@@ -27,11 +26,9 @@ from typing import Callable
 import cv2
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from efc_core import viz  # noqa: E402
-from efc_core.data.synthetic import SYNTHETIC_PALETTE, SyntheticConfig, generate_sequence  # noqa: E402
-from efc_ros.cli_args import parse_size_wh  # noqa: E402
+from efc_core import viz
+from efc_core.data.synthetic import SYNTHETIC_PALETTE, SyntheticConfig, generate_sequence
+from efc_ros.cli_args import parse_size_wh
 
 NUM_FRAMES = 8
 

@@ -1,6 +1,6 @@
 """Ablation benchmark of the EFC losses on held-out synthetic video (METHOD.md §3, §5).
 
-``python training/ablation.py [--config training/configs/ci_tiny.yaml] [--steps N]
+``python -m training.ablation [--config training/configs/ci_tiny.yaml] [--steps N]
 [--demo-model models/efc_demo_tiny.pt] --output runs/ablation/ablation.json``
 
 Five variants with the same data, seeds and step budget, each adding one ingredient:
@@ -21,9 +21,6 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
-
-if __package__ in (None, ""):  # run as a script: make the repository importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import cv2
 import numpy as np

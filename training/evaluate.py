@@ -1,6 +1,6 @@
 """Evaluate a checkpoint on held-out pairs (METHOD.md §5).
 
-``python training/evaluate.py CHECKPOINT --dataset synthetic [--root DIR] [--split val]
+``python -m training.evaluate CHECKPOINT --dataset synthetic [--root DIR] [--split val]
 [--num-sequences N] --output metrics.json`` prints a table and writes the metrics as JSON: mIoU
 and per-class IoU, EPE (all / non-occluded / occluded), Fl-all, occlusion F1, and temporal
 consistency with the model's own flow and with ground-truth flow when the data has it.
@@ -13,9 +13,6 @@ import json
 import sys
 from pathlib import Path
 from typing import Any, Iterable
-
-if __package__ in (None, ""):  # run as a script: make the repository importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 import torch

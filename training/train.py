@@ -1,8 +1,8 @@
-"""Train an EFC network: ``python training/train.py --config training/configs/X.yaml``.
+"""Train an EFC network: ``python -m training.train --config training/configs/X.yaml``.
 
 Options: ``--output DIR`` (checkpoints, TensorBoard), ``--resume CKPT`` (continue exactly: model,
 optimiser, scheduler, AMP scaler, step and data order), ``--set key.sub=value`` (config overrides).
-Multi-GPU / multi-process: ``torchrun --nproc_per_node=N training/train.py ...`` (NCCL on CUDA,
+Multi-GPU / multi-process: ``torchrun --nproc_per_node=N -m training.train ...`` (NCCL on CUDA,
 gloo on CPU); rank 0 alone logs and writes checkpoints.
 """
 
@@ -14,9 +14,6 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
-
-if __package__ in (None, ""):  # run as a script: make the repository importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
 from torch.utils.data import DataLoader
