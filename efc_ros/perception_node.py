@@ -7,7 +7,8 @@ Topics (relative, so a namespace or remapping separates cameras):
   (non-intensity encoding, above ``max_image_pixels``, corrupt, repeated stamp) are counted per kind;
 * out: ``segmentation`` mono8 class ids, ``segmentation/color`` rgb8, ``overlay`` rgb8,
   ``flow`` 32FC2 (dx, dy) pixels, ``flow/color`` rgb8, ``flow/prev_stamp``, ``occlusion`` mono8
-  (0/255), ``occlusion/probability`` 32FC1 (optional); ``/diagnostics``.
+  (0/255), ``occlusion/color`` rgb8, ``occlusion/probability`` 32FC1 (optional); ``/diagnostics``.
+  Rendered by ``efc_core.edge.render`` (the same renderer ``efc bag process`` uses).
 
 Every output carries the input image's header (stamp and frame_id). Flow and occlusion describe
 the pair (previous frame, this frame); ``flow/prev_stamp`` is a ``sensor_msgs/TimeReference`` whose
@@ -33,7 +34,6 @@ from typing import Any, Callable
 
 import numpy as np
 import rclpy
-from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.executors import ExternalShutdownException
@@ -42,11 +42,14 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_
 from sensor_msgs.msg import CompressedImage, Image, TimeReference
 from std_msgs.msg import Header
 
-from efc_core import viz
+from efc_core.edge import render
+from efc_core.edge.image_decode import decode_image
+from efc_core.edge.input_limits import error_kind
+from efc_core.edge.stamps import stamp_to_ns
 from efc_core.errors import BackendError, EfcError, InputError, ModelError
 from efc_core.perceptor import Perceptor, PerceptionResult
 from efc_ros.diagnostics import NodeStatistics, diagnostic_array
-from efc_ros.image_conversions import array_to_image_msg, compressed_image, error_kind, image_msg_to_rgb
+from efc_ros.image_conversions import rendered_to_msg
 from efc_ros.inference_worker import LatestFrameWorker
 from efc_ros.node_parameters import (
     PerceptionParameters,
@@ -82,14 +85,6 @@ class _ReceivedFrame:
     received: float  # time.perf_counter() in the callback
 
 
-def _stamp_ns(stamp: Time) -> int:
-    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
-
-
-def _time_from_ns(stamp_ns: int) -> Time:
-    return Time(sec=stamp_ns // 1_000_000_000, nanosec=stamp_ns % 1_000_000_000)
-
-
 def load_backend(settings: PerceptionParameters) -> Any:
     """Create the backend named by ``settings.backend`` on ``settings.model_path`` (empty: the demo model).
 
@@ -109,112 +104,54 @@ def load_backend(settings: PerceptionParameters) -> Any:
     return create_backend(settings.backend, path, **options)
 
 
-@dataclass(frozen=True)
-class OutputDemand:
-    """Which outputs have a subscriber right now (decided once per frame, before inference)."""
-
-    segmentation: bool
-    segmentation_color: bool
-    overlay: bool
-    flow: bool
-    flow_color: bool
-    occlusion: bool
-    occlusion_probability: bool
-
-    @property
-    def needs_flow(self) -> bool:
-        """Flow must be brought to the output size (``flow`` or ``flow/color`` is subscribed)."""
-        return self.flow or self.flow_color
-
-    @property
-    def needs_occlusion(self) -> bool:
-        """Occlusion must be brought to the input size."""
-        return self.occlusion or self.occlusion_probability
-
-
 class OutputPublishers:
-    """The node's output topics. An output nobody subscribes to is neither computed nor serialised.
+    """The node's output topics (``efc_core.edge.render.OUTPUT_TOPICS``), rendered by ``render_outputs``.
 
-    ``rclpy`` converts and serialises a message on ``publish`` even without subscribers (0.7 ms for
-    a 640x480 flow image here), and the flow resize, colour LUTs and overlay cost more; so each
-    frame first asks ``demand`` which topics have subscribers (``rviz2``, ``ros2 bag record`` and
-    ``efc bag replay`` count as subscribers). ``flow/prev_stamp`` is tiny and published for every
-    paired frame, so consumers can always tell which frames were paired.
+    An output nobody subscribes to is neither computed nor serialised: ``rclpy`` converts and
+    serialises a message on ``publish`` even without subscribers (0.7 ms for a 640x480 flow image
+    here), and the flow resize, colour LUTs and overlay cost more; so each frame first asks
+    ``demand`` which topics have subscribers (``rviz2``, ``ros2 bag record`` and ``efc bag replay``
+    count as subscribers). ``flow/prev_stamp`` is tiny and published for every paired frame, so
+    consumers can always tell which frames were paired.
     """
 
     def __init__(self, node: Node, manifest: Any, *, depth: int) -> None:
         """Create the publishers on ``node``: reliable, keep last ``depth`` (matches best-effort and reliable
-        subscribers alike)."""
+        subscribers alike). ``occlusion/probability`` is always advertised so that configs can name it."""
         qos = QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
         self.palette = np.asarray(manifest.palette, dtype=np.uint8)  # (K, 3) RGB per class id
-        self.segmentation = node.create_publisher(Image, "segmentation", qos)
-        self.segmentation_color = node.create_publisher(Image, "segmentation/color", qos)
-        self.overlay = node.create_publisher(Image, "overlay", qos)
-        self.flow = node.create_publisher(Image, "flow", qos)
-        self.flow_color = node.create_publisher(Image, "flow/color", qos)
-        self.flow_prev_stamp = node.create_publisher(TimeReference, "flow/prev_stamp", qos)
-        self.occlusion = node.create_publisher(Image, "occlusion", qos)
-        # Always advertised so that configs can name it; published while the parameter is true.
-        self.occlusion_probability = node.create_publisher(Image, "occlusion/probability", qos)
+        self.publishers = {
+            topic: node.create_publisher(TimeReference if topic == render.FLOW_PREV_STAMP else Image, topic, qos)
+            for topic in render.OUTPUT_TOPICS
+        }
 
     def destroy(self, node: Node) -> None:
         """Destroy every publisher on ``node``."""
-        for publisher in (self.segmentation, self.segmentation_color, self.overlay, self.flow, self.flow_color,
-                          self.flow_prev_stamp, self.occlusion, self.occlusion_probability):
+        for publisher in self.publishers.values():
             node.destroy_publisher(publisher)
 
-    def demand(self, settings: PerceptionParameters) -> OutputDemand:
-        """The outputs with at least one subscriber (``occlusion/probability`` also needs its parameter)."""
-        return OutputDemand(
-            segmentation=self.segmentation.get_subscription_count() > 0,
-            segmentation_color=self.segmentation_color.get_subscription_count() > 0,
-            overlay=self.overlay.get_subscription_count() > 0,
-            flow=self.flow.get_subscription_count() > 0,
-            flow_color=self.flow_color.get_subscription_count() > 0,
-            occlusion=self.occlusion.get_subscription_count() > 0,
-            occlusion_probability=settings.publish_occlusion_probability
-            and self.occlusion_probability.get_subscription_count() > 0,
-        )
+    def render_options(self, settings: PerceptionParameters) -> render.RenderOptions:
+        """The parameters' render options for the topics with at least one subscriber now
+        (``occlusion/probability`` also needs ``publish_occlusion_probability``)."""
+        demand = {topic for topic, publisher in self.publishers.items() if publisher.get_subscription_count() > 0}
+        demand.add(render.FLOW_PREV_STAMP)
+        if not settings.publish_occlusion_probability:
+            demand.discard(render.OCCLUSION_PROBABILITY)
+        return render.RenderOptions(
+            palette=self.palette, demand=frozenset(demand), occlusion_threshold=settings.occlusion_threshold,
+            flow_color_max=settings.flow_color_max, overlay_alpha=settings.overlay_alpha)
 
     def publish(self, result: PerceptionResult, rgb: np.ndarray, header: Header,
-                settings: PerceptionParameters, demand: OutputDemand) -> None:
-        """Publish one frame's demanded outputs, all with ``header`` (the input image's stamp and frame_id).
+                options: render.RenderOptions) -> None:
+        """Render and publish one frame's demanded outputs, all with ``header`` (the input's stamp and frame_id).
 
         Args:
-            result: the Perceptor's output for the frame, computed for ``demand``; segmentation and
-                occlusion at input resolution, flow at ``settings.flow_scale`` of it.
+            result: the Perceptor's output for the frame, computed for ``options``.
             rgb: (H, W, 3) uint8 input image (for the overlay).
-            demand: what ``demand`` returned before the frame was processed.
+            options: what ``render_options`` returned before the frame was processed.
         """
-        if demand.segmentation:
-            self.segmentation.publish(array_to_image_msg(result.segmentation, "mono8", header))
-        if demand.overlay or demand.segmentation_color:
-            colours = viz.colorize_labels(result.segmentation, self.palette)
-            if demand.segmentation_color:
-                self.segmentation_color.publish(array_to_image_msg(colours, "rgb8", header))
-            if demand.overlay:
-                blended = viz.overlay(rgb, colours, alpha=settings.overlay_alpha)
-                self.overlay.publish(array_to_image_msg(blended, "rgb8", header))
-        if result.prev_stamp_ns is None:
-            return  # no valid predecessor: segmentation only (ROS_NODE.md §3)
-        self.flow_prev_stamp.publish(
-            TimeReference(header=header, time_ref=_time_from_ns(result.prev_stamp_ns), source="previous_frame")
-        )
-        if result.flow is not None:
-            if demand.flow:
-                self.flow.publish(array_to_image_msg(result.flow, "32FC2", header))
-            if demand.flow_color:
-                max_magnitude = settings.flow_color_max if settings.flow_color_max > 0 else None
-                self.flow_color.publish(
-                    array_to_image_msg(viz.flow_to_color(result.flow, max_magnitude), "rgb8", header))
-        if result.occlusion is not None:
-            if demand.occlusion:
-                # bool -> 0/1 bytes -> 0/255: 0.1 ms at 640x480 where np.where took 2.3 ms.
-                mask = (result.occlusion > settings.occlusion_threshold).view(np.uint8) * np.uint8(255)
-                self.occlusion.publish(array_to_image_msg(mask, "mono8", header))
-            if demand.occlusion_probability:
-                self.occlusion_probability.publish(
-                    array_to_image_msg(result.occlusion.astype(np.float32, copy=False), "32FC1", header))
+        for topic, (values, encoding) in render.render_outputs(result, rgb, options).items():
+            self.publishers[topic].publish(rendered_to_msg(values, encoding, header))
 
 
 class PerceptionCallbacks:
@@ -311,7 +248,7 @@ class PerceptionCallbacks:
     # ---- callbacks (executor thread): never block on inference ----
 
     def _on_image(self, msg: Image | CompressedImage) -> None:
-        self.statistics.record_received(_stamp_ns(msg.header.stamp), msg.header.frame_id)
+        self.statistics.record_received(stamp_to_ns(msg.header.stamp), msg.header.frame_id)
         self._worker.submit(_ReceivedFrame(msg, time.perf_counter()))
 
     def _on_set_parameters(self, parameters: list[Any]) -> SetParametersResult:
@@ -358,13 +295,13 @@ class PerceptionCallbacks:
         rgb, image_format = self._decode(frame.msg, settings)
         decoded = time.perf_counter()
         header = Header(stamp=frame.msg.header.stamp, frame_id=frame.msg.header.frame_id)
-        demand = self._outputs.demand(settings)
-        result = self._perceptor.process(rgb, _stamp_ns(header.stamp), header.frame_id, image_format=image_format,
-                                         with_flow=demand.needs_flow, with_occlusion=demand.needs_occlusion,
+        options = self._outputs.render_options(settings)
+        result = self._perceptor.process(rgb, stamp_to_ns(header.stamp), header.frame_id, image_format=image_format,
+                                         with_flow=options.needs_flow, with_occlusion=options.needs_occlusion,
                                          flow_scale=settings.flow_scale)
         self._check_finite(result)
         before_publish = time.perf_counter()
-        self._outputs.publish(result, rgb, header, settings, demand)
+        self._outputs.publish(result, rgb, header, options)
         done = time.perf_counter()
         timings = {stage: result.timings_ms.get(stage, float("nan"))
                    for stage in ("preprocess", "inference", "postprocess")}
@@ -375,7 +312,7 @@ class PerceptionCallbacks:
             # Throttled: when inference takes longer than max_frame_gap, every processed frame resets
             # (latest-frame-wins pairs consecutive *processed* frames).
             self._logger_for("pairing").info(
-                f"no flow for {header.frame_id!r} {_stamp_ns(header.stamp)} ns: pair reset "
+                f"no flow for {header.frame_id!r} {stamp_to_ns(header.stamp)} ns: pair reset "
                 f"({result.pair_reset_reason}); resets so far: {self.statistics.pair_resets}",
                 throttle_duration_sec=max(settings.log_throttle_sec, 1e-3))
 
@@ -385,18 +322,15 @@ class PerceptionCallbacks:
         A compressed frame the decoder reports as corrupt is refused, or with
         ``corrupt_image_policy: publish`` counted, logged and processed.
         """
-        if not isinstance(msg, CompressedImage):
-            return image_msg_to_rgb(msg, max_pixels=settings.max_image_pixels), msg.encoding
-        decoded = compressed_image(msg, max_pixels=settings.max_image_pixels)
+        decoded = decode_image(msg, max_pixels=settings.max_image_pixels,
+                               allow_corrupt=settings.corrupt_image_policy == "publish")
         if decoded.warnings:
             problem = f"corrupt {len(msg.data)}-byte image: {'; '.join(decoded.warnings)}"
-            if settings.corrupt_image_policy != "publish":
-                raise InputError(problem, kind="corrupt_image")
             count = self.statistics.record_warning("input_corrupt_image", problem)
             self._logger_for("input_corrupt_image").warning(
                 f"frame {msg.header.stamp.sec}.{msg.header.stamp.nanosec:09d} published although {problem} "
                 f"[#{count}]", throttle_duration_sec=max(settings.log_throttle_sec, 1e-3))
-        return decoded.rgb, "compressed"
+        return decoded.rgb, decoded.image_format
 
     def _check_finite(self, result: PerceptionResult) -> None:
         for name in ("flow", "occlusion"):

@@ -1,7 +1,9 @@
 """``efc bag eval``: metrics of a bag's ``/efc/*`` outputs, against ground truth when present.
 
 Always reported (no labels needed): temporal consistency of the segmentation under the model's own
-flow, the photometric residual of the previous frame warped by the flow on non-occluded pixels,
+flow (``tc_miou``: mIoU between image1's labels and image2's warped back; ``tc_pixel_agreement``:
+the fraction of those pixels that agree), the photometric residual of image2 warped onto image1 by
+the flow on non-occluded pixels whose target lies in the frame,
 dropped frames (camera frames without an output) and latency when the bag's receive times allow
 (bags recorded by ``efc bag replay``). With ``/ground_truth/*`` topics: mIoU, EPE (all/noc/occ),
 Fl-all and occlusion F1. Frames are matched by ``header.stamp``; the bag is streamed through a
@@ -22,14 +24,17 @@ from typing import Any
 
 import numpy as np
 
+from efc_core.edge.bag_io import open_bag
+from efc_core.edge.image_decode import decode_image
+from efc_core.edge.image_encode import unpack_output
+from efc_core.edge.stamps import stamp_to_ns
 from efc_core.errors import InputError
-from efc_core.flow_ops import warp_image
+from efc_core.flow_ops import inside_image, warp_image
 from efc_core.metrics import FlowMetrics, OcclusionMetrics, SegmentationMetrics, TemporalConsistency
 from efc_ros.bag.integrity import IntegrityReport
-from efc_ros.bag.io import COMPRESSED_TYPE, find_image_topic, open_bag, read_messages, stamp_to_ns
+from efc_ros.bag.io import find_image_topic, read_messages
 from efc_ros.bag.make_synthetic import GT_FLOW_TOPIC, GT_OCCLUSION_TOPIC, GT_SEGMENTATION_TOPIC
 from efc_ros.bag.process import OUTPUT_NAMESPACE
-from efc_ros.image_conversions import compressed_msg_to_rgb, image_msg_to_array, image_msg_to_rgb
 
 SEG_TOPIC = f"{OUTPUT_NAMESPACE}/segmentation"
 FLOW_TOPIC = f"{OUTPUT_NAMESPACE}/flow"
@@ -133,13 +138,16 @@ def _update_frame(state: EvaluationState, stamp: int, record: FrameRecord, first
             state.occlusion.update(occlusion, gt_occluded)
         previous = state.previous
         if previous is not None and SEG_TOPIC in previous.arrays:
-            # Forward flow lives on the previous frame's grid: prev(p) ~ cur(p + flow(p)).
+            # flow_fw of the pair (image1 = previous frame, image2 = this frame) lives on image1's
+            # grid: image1(p) ~ image2(p + flow(p)); occlusion is occ_fw, also on image1's grid.
             visible = occlusion <= 0.5 if occlusion is not None else None
             state.temporal.update(previous.arrays[SEG_TOPIC], seg, flow, None if visible is None else ~visible)
             if CAMERA_KEY in arrays and CAMERA_KEY in previous.arrays:
                 warped = warp_image(arrays[CAMERA_KEY].astype(np.float32), flow)
                 error = np.abs(previous.arrays[CAMERA_KEY].astype(np.float32) - warped).mean(axis=2)
-                mask = visible if visible is not None else np.ones(error.shape, bool)
+                # Only pixels whose target p + flow(p) lies in image2: elsewhere warp_image returns its
+                # border value, and the difference to it says nothing about the flow.
+                mask = inside_image(flow) if visible is None else visible & inside_image(flow)
                 if mask.any():
                     residual = float(error[mask].mean())
                     state.residual_sum += float(error[mask].sum())
@@ -155,10 +163,15 @@ def _update_frame(state: EvaluationState, stamp: int, record: FrameRecord, first
     state.series["epe"].append(epe)
     state.series["photometric_residual"].append(residual)
     state.series["latency_ms"].append(latency)
-    if len(state.samples) < NUM_SAMPLE_FRAMES and flow is not None and CAMERA_KEY in arrays and state.output_frames % 5 == 2:
+    previous = state.previous
+    if (len(state.samples) < NUM_SAMPLE_FRAMES and flow is not None and previous is not None
+            and CAMERA_KEY in previous.arrays and state.output_frames % 5 == 2):
+        # One row per pair, drawn on image1's grid: the flow and occlusion stamped with image2
+        # belong beside image1's camera frame and segmentation, not image2's.
         state.samples.append({key: value for key, value in {
-            "image": arrays[CAMERA_KEY], "segmentation": seg, "flow": flow, "occlusion": occlusion,
-            "gt_segmentation": arrays.get(GT_SEGMENTATION_TOPIC), "gt_flow": arrays.get(GT_FLOW_TOPIC),
+            "image": previous.arrays[CAMERA_KEY], "segmentation": previous.arrays.get(SEG_TOPIC), "flow": flow,
+            "occlusion": occlusion, "gt_segmentation": previous.arrays.get(GT_SEGMENTATION_TOPIC),
+            "gt_flow": arrays.get(GT_FLOW_TOPIC),
         }.items() if value is not None})
 
 
@@ -169,11 +182,11 @@ def evaluate_bag(bag: str | Path, *, camera_topic: str | None = None, num_classe
         if SEG_TOPIC not in types:
             raise InputError(f"bag has no {SEG_TOPIC} topic: run 'efc bag process' or 'efc bag replay' first")
         try:
-            image_topic, image_type = find_image_topic(reader, camera_topic)
+            image_topic, _ = find_image_topic(reader, camera_topic)
         except InputError:
             if camera_topic is not None:
                 raise
-            image_topic, image_type = None, None
+            image_topic = None
         wanted = [t for t in (SEG_TOPIC, FLOW_TOPIC, OCC_PROB_TOPIC, OCC_TOPIC, GT_SEGMENTATION_TOPIC,
                               GT_FLOW_TOPIC, GT_OCCLUSION_TOPIC) if t in types]
         if OCC_PROB_TOPIC in wanted and OCC_TOPIC in wanted:
@@ -197,10 +210,7 @@ def evaluate_bag(bag: str | Path, *, camera_topic: str | None = None, num_classe
             first_stamp = stamp if first_stamp is None else min(first_stamp, stamp)
             key = CAMERA_KEY if item.topic == image_topic else item.topic
             try:
-                if key == CAMERA_KEY:
-                    array = compressed_msg_to_rgb(item.message) if image_type == COMPRESSED_TYPE else image_msg_to_rgb(item.message)
-                else:
-                    array = image_msg_to_array(item.message)
+                array = decode_image(item.message).rgb if key == CAMERA_KEY else unpack_output(item.message)
             except (InputError, ValueError) as error:
                 state.integrity.add(item.topic, 1, f"message at {stamp} ns: {error}")
                 continue
@@ -225,15 +235,20 @@ def _finite_mean(values: list[float]) -> float | None:
 
 def build_report(state: EvaluationState, image_topic: str | None) -> dict[str, Any]:
     """The JSON-serialisable report of an evaluation."""
+    temporal = state.temporal.compute() if state.output_frames > 1 else {"tc": None, "pixel_agreement": None}
     report: dict[str, Any] = {
         "camera_topic": image_topic,
         "frames": {"camera": state.camera_frames, "outputs": state.output_frames,
                    "dropped": max(state.camera_frames - state.output_frames, 0)},
         "label_free": {
-            "temporal_consistency": state.temporal.compute()["tc"] if state.output_frames > 1 else None,
-            "temporal_consistency_flow": "model",
+            # Segmentation of image1 against image2's warped back by the model's flow, on visible
+            # pixels whose target lies in the frame: mIoU over classes and plain pixel agreement.
+            "tc_miou": temporal["tc"],
+            "tc_pixel_agreement": temporal["pixel_agreement"],
+            "tc_flow": "model",
             "photometric_residual": state.residual_sum / state.residual_count if state.residual_count else None,
-            "photometric_residual_units": "mean |prev - warp(cur, flow)| over non-occluded pixels, 0-255 levels",
+            "photometric_residual_units": "mean |image1 - warp(image2, flow_fw)| over non-occluded pixels whose "
+                                          "target lies in the frame, 0-255 levels",
         },
         "latency_ms": None,
         "ground_truth": {},
@@ -298,7 +313,8 @@ def markdown_report(report: dict[str, Any]) -> str:
     lines = ["# EFC bag evaluation", "", "| measure | value |", "| --- | --- |",
              f"| camera frames | {frames['camera']} |", f"| output frames | {frames['outputs']} |",
              f"| dropped frames | {frames['dropped']} |",
-             f"| temporal consistency (model flow) | {_fmt(free['temporal_consistency'])} |",
+             f"| temporal consistency mIoU (model flow) | {_fmt(free['tc_miou'])} |",
+             f"| temporal consistency pixel agreement (model flow) | {_fmt(free['tc_pixel_agreement'])} |",
              f"| photometric residual (0-255) | {_fmt(free['photometric_residual'])} |"]
     if report["latency_ms"]:
         lat = report["latency_ms"]

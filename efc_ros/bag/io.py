@@ -1,14 +1,15 @@
-"""Reading and writing ROS 2 bags with ``rosbags``: typestore, messages, safe output.
+"""Reading and writing ROS 2 bags with ``rosbags``: messages, integrity-checked reading, safe output.
 
-Every error a user can cause (missing or corrupt bag, unknown topic, wrong message type) is an
+Opening a bag, the typestore and stamps come from ``efc_core.edge`` (shared with the rosbag
+training dataset); output arrays are laid out by ``efc_core.edge.image_encode``. Every error a user can cause (missing or corrupt bag, unknown topic, wrong message type) is an
 ``InputError`` with a one-line reason, so the CLI can report it and exit non-zero.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import shutil
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -16,30 +17,25 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 from rosbags.highlevel import AnyReader
 from rosbags.rosbag2 import StoragePlugin
-from rosbags.typesys import Stores, get_typestore
 
+from efc_core.edge.bag_io import COMPRESSED_TYPE, IMAGE_TYPE, IMAGE_TYPES, TYPESTORE, open_bag  # noqa: F401
+from efc_core.edge.image_encode import pack_output
+from efc_core.edge.stamps import ns_to_sec_nanosec, stamp_to_ns  # noqa: F401  (re-exported for the bag tools)
 from efc_core.errors import InputError
 from efc_ros.bag.integrity import ChecksummedWriter, IntegrityReport, drop_corrupt_chunks, message_problem
 from efc_ros.output_paths import (
     check_output_apart, check_replaceable, make_staging_folder, remove_stale_staging,
 )
 
-#: Pinned to the oldest target distro so bags open on Humble and Jazzy alike (ROS_NODE.md).
-TYPESTORE = get_typestore(Stores.ROS2_HUMBLE)
-IMAGE_TYPE = "sensor_msgs/msg/Image"
-COMPRESSED_TYPE = "sensor_msgs/msg/CompressedImage"
-IMAGE_TYPES = (IMAGE_TYPE, COMPRESSED_TYPE)
+_LOG = logging.getLogger(__name__)
+
 BAG_VERSION = 8  # rosbag2 metadata version understood by Humble's rosbag2 and rosbags
 
 _Image = TYPESTORE.types[IMAGE_TYPE]
 _CompressedImage = TYPESTORE.types[COMPRESSED_TYPE]
 _Header = TYPESTORE.types["std_msgs/msg/Header"]
 _Time = TYPESTORE.types["builtin_interfaces/msg/Time"]
-
-#: Output encodings this module writes, with their channel counts (decoding lives in
-#: ``efc_ros.image_conversions``, shared with the node).
-_FLOAT_ENCODINGS = {"32FC1": 1, "32FC2": 2}
-_UINT8_ENCODINGS = {"mono8": 1, "rgb8": 3, "bgr8": 3}
+_TimeReference = TYPESTORE.types["sensor_msgs/msg/TimeReference"]
 
 
 @dataclass(frozen=True)
@@ -52,36 +48,29 @@ class BagMessage:
     message: Any
 
 
-def stamp_to_ns(stamp: Any) -> int:
-    """``builtin_interfaces/Time`` -> integer nanoseconds."""
-    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
-
-
 def make_header(stamp_ns: int, frame_id: str) -> Any:
     """A ``std_msgs/Header`` (rosbags class) for ``stamp_ns`` and ``frame_id``."""
-    sec, nanosec = divmod(int(stamp_ns), 1_000_000_000)
+    sec, nanosec = ns_to_sec_nanosec(stamp_ns)
     return _Header(stamp=_Time(sec=sec, nanosec=nanosec), frame_id=frame_id)
 
 
 def image_message(array: np.ndarray, encoding: str, stamp_ns: int, frame_id: str) -> Any:
-    """Build a ``sensor_msgs/Image`` from an array.
+    """A ``sensor_msgs/Image`` (rosbags class) of an output array (``efc_core.edge.image_encode.pack_output``).
 
     Args:
-        array: (H, W) or (H, W, C) uint8 for mono8/rgb8/bgr8, float32 for 32FC1/32FC2.
+        array: (H, W) or (H, W, C) uint8 for mono8/rgb8/bgr8, float for 32FC1/32FC2.
         encoding: a ``sensor_msgs/image_encodings`` name matching the array.
     """
-    channels = _UINT8_ENCODINGS.get(encoding) or _FLOAT_ENCODINGS.get(encoding)
-    if channels is None:
-        raise ValueError(f"unsupported output encoding {encoding!r}")
-    dtype = np.float32 if encoding in _FLOAT_ENCODINGS else np.uint8
-    data = np.ascontiguousarray(array, dtype=dtype)
-    height, width = data.shape[:2]
-    if data.size != height * width * channels:
-        raise ValueError(f"array of shape {array.shape} does not match encoding {encoding!r}")
-    return _Image(
-        header=make_header(stamp_ns, frame_id), height=height, width=width, encoding=encoding,
-        is_bigendian=0, step=width * channels * data.itemsize, data=data.reshape(-1).view(np.uint8),
-    )
+    packed = pack_output(array, encoding)
+    return _Image(header=make_header(stamp_ns, frame_id), height=packed.height, width=packed.width,
+                  encoding=encoding, is_bigendian=0, step=packed.step, data=packed.data)
+
+
+def time_reference_message(time_ref_ns: int, stamp_ns: int, frame_id: str) -> Any:
+    """A ``sensor_msgs/TimeReference`` (rosbags class): ``flow/prev_stamp`` of the frame at ``stamp_ns``."""
+    sec, nanosec = ns_to_sec_nanosec(time_ref_ns)
+    return _TimeReference(header=make_header(stamp_ns, frame_id), time_ref=_Time(sec=sec, nanosec=nanosec),
+                          source="previous_frame")
 
 
 def compressed_message(rgb: np.ndarray, image_format: str, stamp_ns: int, frame_id: str) -> Any:
@@ -94,24 +83,6 @@ def compressed_message(rgb: np.ndarray, image_format: str, stamp_ns: int, frame_
     if not ok:
         raise ValueError("OpenCV could not encode the image")
     return _CompressedImage(header=make_header(stamp_ns, frame_id), format=image_format, data=encoded.reshape(-1))
-
-
-@contextlib.contextmanager
-def open_bag(path: str | Path) -> Iterator[AnyReader]:
-    """Open a bag (folder or single ``.mcap``/``.db3`` file) for reading, with one-line errors."""
-    bag_path = Path(path)
-    if not bag_path.exists():
-        raise InputError(f"bag not found: {bag_path}")
-    try:
-        reader = AnyReader([bag_path], default_typestore=TYPESTORE)
-        reader.open()
-    except Exception as error:  # rosbags raises several reader/metadata error types
-        raise InputError(f"cannot open bag {bag_path}: {error}") from None
-    try:
-        yield reader
-    finally:
-        with contextlib.suppress(Exception):
-            reader.close()
 
 
 def read_messages(reader: AnyReader, topics: list[str],
@@ -202,10 +173,10 @@ class BagOutput:
         check_replaceable(self.path, overwrite, what="bag")
         removed, unknown = remove_stale_staging(self.path)
         for folder in removed:
-            print(f"efc: removed {folder}, the staging folder of a killed run", file=sys.stderr)
+            _LOG.info("removed %s, the staging folder of a killed run", folder)
         for folder in unknown:
-            print(f"efc: warning: {folder} looks like the staging folder of an interrupted run; "
-                  f"delete it if no other run is writing {self.path}", file=sys.stderr)
+            _LOG.warning("%s looks like the staging folder of an interrupted run; "
+                         "delete it if no other run is writing %s", folder, self.path)
         self._staging = make_staging_folder(self.path)
         self._bag_dir = self._staging / self.path.name
         self._writer = ChecksummedWriter(self._bag_dir, version=BAG_VERSION, storage_plugin=plugins[storage])

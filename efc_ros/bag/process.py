@@ -1,5 +1,9 @@
 """``efc bag process``: run the node's ``Perceptor`` over a bag and write the outputs to a new bag.
 
+Frames are decoded by ``efc_core.edge.image_decode`` and outputs rendered by
+``efc_core.edge.render``, exactly as in the node: the output bag holds the node's topics under
+``/efc`` (``flow/prev_stamp`` as ``sensor_msgs/TimeReference``), drawn with the same options.
+
 Frames are paired by ``header.stamp``, not by bag receive time: messages go through a small
 reorder buffer sorted by stamp, so a bag recorded out of order still yields the right pairs.
 The input is streamed (one message at a time), so bags larger than memory work.
@@ -15,16 +19,19 @@ from typing import Any, Callable
 
 import numpy as np
 
+from efc_core.edge import render
+from efc_core.edge.bag_io import open_bag
+from efc_core.edge.image_decode import decode_image
+from efc_core.edge.input_limits import DEFAULT_MAX_IMAGE_PIXELS, error_kind
+from efc_core.edge.stamps import stamp_to_ns
 from efc_core.errors import InputError
 from efc_core.perceptor import PerceptionResult, Perceptor
-from efc_core.viz import colorize_labels, flow_to_color, occlusion_to_color
 from efc_ros.bag.integrity import IntegrityReport
-from efc_ros.bag.io import (
-    COMPRESSED_TYPE, BagOutput, find_image_topic, image_message, open_bag, read_messages, stamp_to_ns,
-)
-from efc_ros.image_conversions import DEFAULT_MAX_IMAGE_PIXELS, compressed_msg_to_rgb, error_kind, image_msg_to_rgb
+from efc_ros.bag.io import BagOutput, find_image_topic, image_message, read_messages, time_reference_message
 
 OUTPUT_NAMESPACE = "/efc"
+#: Colour renderings, left out with ``colors=False`` (``efc bag process --no-color``).
+COLOUR_TOPICS = frozenset({render.SEGMENTATION_COLOR, render.OVERLAY, render.FLOW_COLOR, render.OCCLUSION_COLOR})
 
 
 @dataclass
@@ -62,25 +69,25 @@ class ProcessStats:
         }
 
 
-def output_messages(result: PerceptionResult, manifest_palette: np.ndarray, colors: bool,
-                    occlusion_threshold: float = 0.5) -> dict[str, Any]:
-    """Output topic -> message for one result (the node's topics under ``/efc``)."""
+def output_messages(result: PerceptionResult, rgb: np.ndarray | None,
+                    options: render.RenderOptions) -> dict[str, Any]:
+    """Output topic (under ``/efc``) -> rosbags message for one result, rendered like the node's."""
     stamp, frame_id = result.stamp_ns, result.frame_id
-    messages = {f"{OUTPUT_NAMESPACE}/segmentation": image_message(result.segmentation, "mono8", stamp, frame_id)}
-    if colors:
-        messages[f"{OUTPUT_NAMESPACE}/segmentation/color"] = image_message(
-            colorize_labels(result.segmentation, manifest_palette), "rgb8", stamp, frame_id)
-    if result.flow is not None and result.occlusion is not None:
-        occlusion_mask = (result.occlusion > occlusion_threshold).astype(np.uint8) * 255
-        messages[f"{OUTPUT_NAMESPACE}/flow"] = image_message(result.flow, "32FC2", stamp, frame_id)
-        messages[f"{OUTPUT_NAMESPACE}/occlusion"] = image_message(occlusion_mask, "mono8", stamp, frame_id)
-        messages[f"{OUTPUT_NAMESPACE}/occlusion/probability"] = image_message(
-            result.occlusion.astype(np.float32), "32FC1", stamp, frame_id)
-        if colors:
-            messages[f"{OUTPUT_NAMESPACE}/flow/color"] = image_message(flow_to_color(result.flow), "rgb8", stamp, frame_id)
-            messages[f"{OUTPUT_NAMESPACE}/occlusion/color"] = image_message(
-                occlusion_to_color(result.occlusion), "rgb8", stamp, frame_id)
+    messages = {}
+    for suffix, (values, encoding) in render.render_outputs(result, rgb, options).items():
+        messages[f"{OUTPUT_NAMESPACE}/{suffix}"] = (
+            time_reference_message(int(values), stamp, frame_id) if encoding == render.TIME_REFERENCE
+            else image_message(values, encoding, stamp, frame_id))
     return messages
+
+
+def bag_render_options(perceptor: Perceptor, *, colors: bool = True, occlusion_threshold: float = 0.5,
+                       flow_color_max: float = 0.0, overlay_alpha: float = 0.5) -> render.RenderOptions:
+    """Every output topic (colour ones only with ``colors``), drawn with the node's parameters' defaults."""
+    demand = frozenset(render.OUTPUT_TOPICS) - (frozenset() if colors else COLOUR_TOPICS)
+    return render.RenderOptions(palette=perceptor.backend.manifest.palette, demand=demand,
+                                occlusion_threshold=occlusion_threshold, flow_color_max=flow_color_max,
+                                overlay_alpha=overlay_alpha)
 
 
 def process_bag(
@@ -96,6 +103,7 @@ def process_bag(
     overwrite: bool = False,
     progress: Callable[[int], None] | None = None,
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+    render_options: render.RenderOptions | None = None,
 ) -> ProcessStats:
     """Process ``input_bag`` into ``output_bag``; returns counts and stage timings.
 
@@ -107,6 +115,8 @@ def process_bag(
         reorder_window: messages held back to sort by ``header.stamp`` before pairing.
         progress: called with the number of frames done so far.
         max_image_pixels: camera frames declaring more pixels are skipped before decoding.
+        render_options: thresholds, colours and topics as the node's parameters give them;
+            default ``bag_render_options(perceptor, colors=colors)``.
 
     Corrupt messages are skipped and counted in ``stats.integrity``; camera frames that cannot be
     used (undecodable or corrupt image, refused encoding, duplicate stamp) in
@@ -115,11 +125,11 @@ def process_bag(
     if reorder_window < 1:
         raise ValueError(f"reorder_window must be >= 1, got {reorder_window}")
     stats = ProcessStats()
-    palette = np.asarray(perceptor.backend.manifest.palette, dtype=np.uint8)
+    options = render_options if render_options is not None else bag_render_options(perceptor, colors=colors)
     perceptor.reset()
     with open_bag(input_bag) as reader, \
             BagOutput(output_bag, storage=storage, overwrite=overwrite, inputs=[input_bag]) as output:
-        image_topic, msgtype = find_image_topic(reader, topic)
+        image_topic, _ = find_image_topic(reader, topic)
         copied = [t for t in (c.topic for c in reader.connections) if copy_input and t.startswith("/ground_truth")]
         pending: list[tuple[int, int, int, Any]] = []  # (stamp, order, bag_time, message)
         order = 0
@@ -127,21 +137,17 @@ def process_bag(
         def handle(stamp_ns: int, bag_time_ns: int, message: Any) -> None:
             started = time.perf_counter()
             try:
-                if msgtype == COMPRESSED_TYPE:
-                    rgb = compressed_msg_to_rgb(message, max_pixels=max_image_pixels)
-                    image_format = "compressed"
-                else:
-                    rgb = image_msg_to_rgb(message, max_pixels=max_image_pixels)
-                    image_format = message.encoding
+                image = decode_image(message, max_pixels=max_image_pixels)
                 decoded = time.perf_counter()
-                result = perceptor.process(rgb, stamp_ns=stamp_ns, frame_id=message.header.frame_id,
-                                           image_format=image_format)
+                result = perceptor.process(image.rgb, stamp_ns=stamp_ns, frame_id=message.header.frame_id,
+                                           image_format=image.image_format, with_flow=options.needs_flow,
+                                           with_occlusion=options.needs_occlusion)
             except InputError as error:
                 reason = error_kind(error)
                 stats.skip(reason, f"{stamp_ns} ns: {error}")
                 return
             inferred = time.perf_counter()
-            messages = output_messages(result, palette, colors)
+            messages = output_messages(result, image.rgb, options)
             produced = time.perf_counter()
             for out_topic, out_message in messages.items():
                 output.write(out_topic, out_message, bag_time_ns)
@@ -151,7 +157,7 @@ def process_bag(
             stats.seconds["outputs"] += produced - inferred
             stats.seconds["write"] += written - produced
             stats.frames += 1
-            stats.pairs += result.flow is not None
+            stats.pairs += result.prev_stamp_ns is not None
             if result.pair_reset_reason:
                 stats.pair_resets[result.pair_reset_reason] = stats.pair_resets.get(result.pair_reset_reason, 0) + 1
             if progress is not None:

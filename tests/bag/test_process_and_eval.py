@@ -92,7 +92,7 @@ def test_eval_of_ground_truth_outputs_is_perfect(tmp_path, camera_bag) -> None:
     assert gt["occlusion"]["f1"] == pytest.approx(1.0)
     assert report["frames"] == {"camera": 8, "outputs": 8, "dropped": 0}
     # Ground-truth flow is also perfectly consistent: TC of the true labels under the true flow.
-    assert report["label_free"]["temporal_consistency"] > 0.97
+    assert report["label_free"]["tc_miou"] > 0.97 and report["label_free"]["tc_pixel_agreement"] > 0.97
     assert report["label_free"]["photometric_residual"] < 3.0
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from efc_core.data.datasets import build_dataset
-from efc_core.data.datasets.ros_image_decode import decode_raw_image
+from efc_core.edge.image_decode import decode_image
 from efc_core.errors import InputError
 from tests.data.fixtures import coded_frame, write_rgb
 
@@ -179,10 +179,10 @@ def test_decode_rejects_unknown_encoding_and_short_data() -> None:
     message = image_message(typestore, textured_frame(0, (4, 4)), 0, "rgb8")
     message.encoding = "32FC1"
     with pytest.raises(InputError, match="32FC1"):
-        decode_raw_image(message)
+        decode_image(message)
     message.encoding, message.step = "rgb8", 100
     with pytest.raises(InputError, match="too small"):
-        decode_raw_image(message)
+        decode_image(message)
 
 
 def test_decode_bayer_and_mono16() -> None:
@@ -193,10 +193,11 @@ def test_decode_bayer_and_mono16() -> None:
     mosaic = np.zeros((8, 8), np.uint8)
     mosaic[0::2, 0::2], mosaic[0::2, 1::2], mosaic[1::2, 0::2], mosaic[1::2, 1::2] = 200, 100, 100, 30
     message.encoding, message.step, message.data = "bayer_rggb8", 8, mosaic.reshape(-1)
-    np.testing.assert_array_equal(decode_raw_image(message)[4, 4], (200, 100, 30))
+    np.testing.assert_array_equal(decode_image(message).rgb[4, 4], (200, 100, 30))
     deep = np.full((8, 8), 0xAB12, "<u2")
     message.encoding, message.step, message.data = "mono16", 16, deep.view(np.uint8).reshape(-1)
-    assert np.all(decode_raw_image(message) == 0xAB)
+    # The one 16 -> 8 bit rule: round(v * 255 / 65535); 0xAB12 = 43794 -> 170.4 -> 170.
+    assert np.all(decode_image(message).rgb == 170)
 
 
 # ------------------------------------------------------------------ self-supervised fine-tuning

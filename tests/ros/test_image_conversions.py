@@ -8,13 +8,13 @@ import pytest
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
+from efc_core.edge.image_decode import decode_raw
 from efc_core.errors import InputError
 from efc_ros.image_conversions import (
     array_to_image_msg,
     compressed_msg_to_rgb,
     image_msg_to_array,
     image_msg_to_rgb,
-    raw_to_rgb,
     rgb_to_compressed_msg,
     rgb_to_image_msg,
 )
@@ -83,7 +83,7 @@ def test_16_bit_encodings_honour_byte_order_and_padding(rgb, bigendian):
     def decode(values16: np.ndarray, as_bigendian: bool) -> np.ndarray:
         buffer = np.zeros((height, step), np.uint8)
         buffer[:, : width * 6] = values16.astype(">u2" if bigendian else "<u2").view(np.uint8).reshape(height, width * 6)
-        return raw_to_rgb(buffer.tobytes(), height=height, width=width, step=step, encoding="rgb16", is_bigendian=as_bigendian)
+        return decode_raw(buffer.tobytes(), height=height, width=width, step=step, encoding="rgb16", is_bigendian=as_bigendian)
 
     np.testing.assert_array_equal(decode(rgb.astype(np.uint16) * 257, bigendian), rgb)  # 257*255 = 65535
     # High and low bytes differ here, so reading them in the wrong order is far off.
@@ -113,7 +113,7 @@ def test_compressed_png_is_exact_and_jpeg_close(rgb):
 def test_bad_raw_images_raise_input_error_naming_the_problem(kwargs, message):
     data = kwargs.pop("data", b"\0" * 64)
     with pytest.raises(InputError, match=message.replace("*", r"\*").replace("(", r"\(")):
-        raw_to_rgb(data, **kwargs)
+        decode_raw(data, **kwargs)
 
 
 def test_corrupt_compressed_image_raises_input_error():
@@ -156,7 +156,7 @@ def test_output_shape_mismatch_is_rejected():
 
 
 def test_agrees_with_cv_bridge_where_installed(rgb):
-    cv_bridge = pytest.importorskip("cv_bridge", reason="cv_bridge is not installed here (ENVIRONMENT.md)")
+    cv_bridge = pytest.importorskip("cv_bridge", reason="cv_bridge is not installed here (docs/ENVIRONMENT.md)")
     bridge = cv_bridge.CvBridge()
     for encoding in ("rgb8", "bgr8", "rgba8", "bgra8", "mono8", "yuv422", "yuv422_yuy2"):
         msg = rgb_to_image_msg(rgb, encoding, _header())

@@ -52,7 +52,7 @@ def test_unsubscribed_outputs_are_skipped_and_flow_scale_halves_flow(ros_environ
         prev = client.subscribe(TimeReference, f"{NAMESPACE}/flow/prev_stamp")
         publisher = client.publisher(Image, f"{NAMESPACE}/image", depth=10)
         assert client.wait_for(lambda: publisher.get_subscription_count() > 0
-                               and node._outputs.flow.get_subscription_count() > 0, 30)
+                               and node._outputs.publishers["flow"].get_subscription_count() > 0, 30)
         time.sleep(0.5)
         rng = np.random.default_rng(0)
         for index in range(3):
@@ -67,7 +67,7 @@ def test_unsubscribed_outputs_are_skipped_and_flow_scale_halves_flow(ros_environ
         # Without a flow subscriber, flow is not computed either; prev_stamp still marks the pair.
         flow_subscription = next(s for s in client.node.subscriptions if s.topic_name == f"{NAMESPACE}/flow")
         client.node.destroy_subscription(flow_subscription)
-        assert client.wait_for(lambda: node._outputs.flow.get_subscription_count() == 0, 10)
+        assert client.wait_for(lambda: node._outputs.publishers["flow"].get_subscription_count() == 0, 10)
         publish_frame(publisher, rng.integers(0, 255, (120, 200, 3), dtype=np.uint8), 3)
         assert client.wait_for(lambda: len(calls) == 4 and len(prev) == 3, 30)
         assert calls[-1]["with_flow"] is False and len(flow) == 2

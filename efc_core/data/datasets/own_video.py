@@ -11,7 +11,8 @@ Sources (each indexed once at construction; frames are decoded when a pair is re
 * :class:`VideoFileSource`: any file ``cv2.VideoCapture`` opens (one sequence);
 * :class:`RosbagImageSource`: a ``sensor_msgs/msg/Image`` or ``CompressedImage`` topic of a
   rosbag2 (sqlite3 or MCAP) or ROS 1 bag, read with ``rosbags`` (message types pinned to ROS 2
-  Humble where the bag stores none); frames ordered by header stamp and cut into sequences
+  Humble where the bag stores none) and decoded by ``efc_core.edge.image_decode``, the decoder the
+  ROS node uses, so training sees the pixels serving sees; frames ordered by header stamp and cut into sequences
   wherever two stamps are more than ``max_gap_s`` apart, so no pair spans a dropout.
 """
 
@@ -29,11 +30,11 @@ import numpy as np
 
 from efc_core.data.formats import IMAGE_SUFFIXES, list_images, natural_sort_key
 from efc_core.data.datasets.pair_sampling import PairSamplingConfig, split_by_time_gaps
-from efc_core.data.datasets.ros_image_decode import COMPRESSED_MSGTYPE, IMAGE_MSGTYPE, decode_image_message
 from efc_core.data.datasets.sample import RawSample, read_rgb
 from efc_core.data.datasets.sequence_pairs import SequencePairDataset
+from efc_core.edge.image_decode import decode_image
+from efc_core.edge.stamps import stamp_to_ns
 from efc_core.errors import InputError
-
 
 
 class ImageFolderSource:
@@ -117,10 +118,14 @@ class RosbagImageSource:
             for connection, log_time, raw in reader.messages(connections=connections):
                 ordinal = ordinal + 1 if log_time == previous_time else 0
                 previous_time = log_time
-                header = reader.deserialize(raw, connection.msgtype).header
-                stamp = int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
+                stamp = stamp_to_ns(reader.deserialize(raw, connection.msgtype).header.stamp)
                 # An unset stamp (0) says nothing about capture time; the recording time does.
                 entries.append((stamp or log_time, log_time, ordinal))
+        except InputError:
+            raise
+        except Exception as error:  # rosbags' storage and CDR errors: one error type for a corrupt bag
+            raise InputError(f"corrupt bag data in {str(self.path)!r} on {self.topic!r}: {error}",
+                             kind="corrupt_bag") from None
         finally:
             reader.close()
         entries.sort()
@@ -133,24 +138,17 @@ class RosbagImageSource:
         self._reader = None
         self._owner_pid = -1
 
-    def _open(self):
-        from rosbags.highlevel import AnyReader
-        from rosbags.typesys import Stores, get_typestore
+    def _open(self) -> Any:
+        """An opened reader (``InputError`` for a missing or unreadable bag)."""
+        # Imported here: rosbags is needed only by rosbag sources.
+        from efc_core.edge.bag_io import open_reader
 
-        if not self.path.exists():
-            raise FileNotFoundError(f"bag not found: {self.path}")
-        reader = AnyReader([self.path], default_typestore=get_typestore(Stores.ROS2_HUMBLE))
-        reader.open()
-        return reader
+        return open_reader(self.path)
 
-    def _connections(self, reader) -> list:
-        connections = [c for c in reader.connections if c.topic == self.topic]
-        if not connections:
-            images = sorted({c.topic for c in reader.connections if c.msgtype in (IMAGE_MSGTYPE, COMPRESSED_MSGTYPE)})
-            raise InputError(f"topic {self.topic!r} not in bag {str(self.path)!r}; image topics there: {images}")
-        if connections[0].msgtype not in (IMAGE_MSGTYPE, COMPRESSED_MSGTYPE):
-            raise InputError(f"topic {self.topic!r} has type {connections[0].msgtype}, not an image type")
-        return connections
+    def _connections(self, reader: Any) -> list:
+        from efc_core.edge.bag_io import image_connections
+
+        return image_connections(reader, self.topic, self.path)
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
@@ -166,7 +164,7 @@ class RosbagImageSource:
         messages = self._reader.messages(connections=self._reader_connections, start=log_time, stop=log_time + 1)
         for index, (connection, _, raw) in enumerate(messages):
             if index == ordinal:
-                return decode_image_message(self._reader.deserialize(raw, connection.msgtype), connection.msgtype)
+                return decode_image(self._reader.deserialize(raw, connection.msgtype)).rgb
         raise InputError(f"message at {log_time} ns (#{ordinal}) of {self.topic!r} vanished from {str(self.path)!r}")
 
 

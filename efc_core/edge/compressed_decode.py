@@ -1,9 +1,10 @@
-"""Checks on camera input before and while it is decoded: pixel limits, PNG/JPEG headers, decoder warnings.
+"""JPEG / PNG bytes -> RGB, with the size read from the header first and corrupt data detected.
 
-Transport-free (numpy + OpenCV only): the node and the bag tools share it through
-``efc_ros.image_conversions``. A PNG or JPEG declares its size in its header (IHDR, SOF), so a
-frame above the pixel limit is refused before the decoder allocates anything; libjpeg and libpng
-report corrupt data only as text on stderr, which ``compressed_image`` collects and returns.
+A PNG or JPEG declares its size in its header (IHDR, SOF), so a frame above the pixel limit is
+refused before the decoder allocates anything (a 750 KB PNG can declare 16000x16000). libjpeg and
+libpng report corrupt data only as text on stderr; ``decode_compressed`` collects those lines and
+returns them, so callers can refuse (or count) a frame whose pixels are partly made up.
+Transport-free: numpy and OpenCV only.
 """
 
 from __future__ import annotations
@@ -13,41 +14,13 @@ import re
 import sys
 import tempfile
 import threading
-from dataclasses import dataclass
 from typing import Any
 
 import cv2
 import numpy as np
 
+from efc_core.edge.input_limits import DEFAULT_MAX_IMAGE_PIXELS, check_pixel_count
 from efc_core.errors import InputError
-
-#: Largest frame accepted by default, in pixels: 2**25 = 33.5 MP (8K UHD, 7680x4320, fits).
-DEFAULT_MAX_IMAGE_PIXELS = 1 << 25
-
-
-def error_kind(error: BaseException) -> str:
-    """The short name of an input problem (``InputError.kind``), for counting per kind."""
-    return getattr(error, "kind", None) or type(error).__name__
-
-
-def check_pixel_count(height: int, width: int, max_pixels: int, what: str = "image") -> None:
-    """``InputError`` (kind ``too_large``) when ``height * width`` exceeds ``max_pixels``."""
-    if max_pixels > 0 and height * width > max_pixels:
-        raise InputError(f"{what} of {width}x{height} = {height * width} pixels exceeds the limit of "
-                         f"{max_pixels} pixels (max_image_pixels)", kind="too_large")
-
-
-@dataclass(frozen=True)
-class DecodedImage:
-    """A decoded compressed frame: (H, W, 3) uint8 RGB and what the decoder warned about.
-
-    ``warnings`` non-empty means the stream is corrupt (libjpeg: "Corrupt JPEG data: ...",
-    "Premature end of JPEG file"; libpng warnings) and the pixels are partly made up.
-    """
-
-    rgb: np.ndarray
-    warnings: tuple[str, ...]
-
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 #: JPEG start-of-frame markers (baseline, progressive, lossless, arithmetic), not DHT/JPG/DAC.
@@ -142,19 +115,30 @@ def _imdecode_with_warnings(buffer: np.ndarray) -> tuple[np.ndarray | None, tupl
     return bgr, warnings
 
 
-def compressed_image(msg: Any, *, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> DecodedImage:
-    """Decode a jpeg/png ``sensor_msgs/CompressedImage``, returning the decoder's warnings with it.
+def decode_compressed(data: Any, image_format: str = "", *,
+                      max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Decode JPEG or PNG bytes (a ``sensor_msgs/CompressedImage``'s ``data``) to RGB.
 
-    The declared size is read from the header first: a frame above ``max_pixels`` is refused
-    before the decoder allocates anything (a 750 KB PNG can declare 16000x16000).
+    Args:
+        data: the compressed bytes (bytes, memoryview, ``array('B')`` or uint8 array).
+        image_format: the message's ``format`` (``"jpeg"``, ``"png"``, or image_transport's
+            ``"bgr8; jpeg compressed bgr8"``); only checked for the compression kind, since the
+            bytes themselves say what they are. Empty: not checked.
+        max_pixels: largest declared ``height * width`` accepted (0: no limit).
+
+    Returns:
+        ``(rgb, warnings)``: (H, W, 3) uint8 RGB and the decoder's warnings; non-empty warnings
+        mean the stream is corrupt and the pixels are partly made up.
 
     Raises:
-        InputError: wrong format, empty, not PNG/JPEG, above ``max_pixels`` or undecodable.
+        InputError: wrong format (kind ``encoding``), empty or zero-size (``size``), not PNG/JPEG or
+        undecodable (``undecodable``), above ``max_pixels`` (``too_large``).
     """
-    fmt = (msg.format or "").lower()
+    fmt = (image_format or "").lower()
     if fmt and not any(kind in fmt for kind in ("jpeg", "jpg", "png")):
-        raise InputError(f"unsupported CompressedImage format {msg.format!r}; expected jpeg or png", kind="encoding")
-    buffer = np.frombuffer(msg.data, dtype=np.uint8)
+        raise InputError(f"unsupported CompressedImage format {image_format!r}; expected jpeg or png",
+                         kind="encoding")
+    buffer = np.frombuffer(data, dtype=np.uint8)
     if buffer.size == 0:
         raise InputError("CompressedImage has no data", kind="size")
     kind, height, width = compressed_image_size(buffer.data)
@@ -165,4 +149,4 @@ def compressed_image(msg: Any, *, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) ->
     if bgr is None:
         detail = f": {warnings[0]}" if warnings else ""
         raise InputError(f"cv2.imdecode could not decode {buffer.size} bytes of {kind}{detail}", kind="undecodable")
-    return DecodedImage(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), warnings)
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), warnings
