@@ -149,7 +149,7 @@ def class_info(config: TrainConfig, inherited: tuple[list[str], list[list[int]]]
     from efc_core.data.datasets import dataset_class_info
 
     count = config.model.num_classes
-    known = dataset_class_info(config.data.dataset) or inherited
+    known = dataset_class_info(config.data.dataset, config.data.options) or inherited
     if known is not None and len(known[0]) >= count:
         return list(known[0][:count]), [list(colour) for colour in known[1][:count]]
     return [f"class_{i}" for i in range(count)], [[(37 * i) % 256, (91 * i) % 256, (173 * i) % 256] for i in range(count)]
@@ -215,7 +215,7 @@ def build_scheduler(optimizer: torch.optim.Optimizer, section: ScheduleSection) 
 
 
 def stage_loss_settings(config: TrainConfig, step: int) -> tuple[LossWeights, LossConfig]:
-    """Composer ``(LossWeights, LossConfig)`` in effect at ``step`` (METHOD.md §3 schedule).
+    """Composer ``(LossWeights, LossConfig)`` in effect at ``step`` (docs/METHOD.md §3 schedule).
 
     Stage 1 (``step < schedule.stage2_start_step``): ``L_tc`` and ``O_seg`` off, range-map
     occlusion target. Stage 2: the configured ``loss`` values; the FB check from its own step.

@@ -1,4 +1,4 @@
-"""Training pairs ``(I_i, I_{i+t})`` from synthetic layered video (METHOD.md §3-§4).
+"""Training pairs ``(I_i, I_{i+t})`` from synthetic layered video (docs/METHOD.md §3-§4).
 
 Every sample is the dict of ``docs/ARCHITECTURE.md`` ("Training samples"). Pairs follow the
 paper's sampling: a gap ``t in [min_gap, max_gap]`` in either direction, never across a sequence
@@ -73,6 +73,7 @@ class SyntheticVideoDataset(Dataset):
         labelled_anchor_fraction: float = 0.5,
         hide_unlabelled: bool | None = None,
         cache_size: int = 32,
+        with_labels: bool = True,
         **synthetic_overrides: Any,
     ) -> None:
         if split not in _SPLIT_OFFSETS:
@@ -106,6 +107,8 @@ class SyntheticVideoDataset(Dataset):
         self.labelled_anchor_fraction = labelled_anchor_fraction
         self.hide_unlabelled = (split == "train") if hide_unlabelled is None else hide_unlabelled
         self.cache_size = max(cache_size, 1)
+        # False: every label hidden (a flow/occlusion source mixed with a dataset of other classes).
+        self.with_labels = with_labels
         self._cache: OrderedDict[int, SyntheticSequence] = OrderedDict()
 
     # ------------------------------------------------------------------ indexing
@@ -162,7 +165,12 @@ class SyntheticVideoDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         where = self.pair_index(index)
         sequence = self.sequence(where.sequence)
-        return make_sample(sequence, where.first, where.second, hide_unlabelled=self.hide_unlabelled)
+        sample = make_sample(sequence, where.first, where.second, hide_unlabelled=self.hide_unlabelled)
+        if not self.with_labels:
+            for key in ("label1", "label2"):
+                sample[key] = torch.full_like(sample[key], IGNORE_LABEL)
+            sample["has_label1"] = sample["has_label2"] = torch.tensor(False)
+        return sample
 
 
 def _image_tensor(frame: np.ndarray) -> torch.Tensor:

@@ -1,6 +1,6 @@
 """The EFC loss composer: typed weights and options, one call that returns named terms.
 
-``L = λ_seg L_seg + λ_ph L_ph + λ_sm L_sm + λ_occ L_occ + λ_tc L_tc (+ λ_sup EPE)`` (METHOD.md §3).
+``L = λ_seg L_seg + λ_ph L_ph + λ_sm L_sm + λ_occ L_occ + λ_tc L_tc (+ λ_sup EPE)`` (docs/METHOD.md §3).
 A term whose weight is 0 is not computed at all and has no key in the result (UFlow style).
 
 Flow levels, **finest first** (this is the order of ``LossConfig.level_weights``):
@@ -51,7 +51,7 @@ class LossWeights:
 
 @dataclass
 class LossConfig:
-    """Every option of the loss reconstruction (METHOD.md §3); defaults UFlow/ARFlow-like.
+    """Every option of the loss reconstruction (docs/METHOD.md §3); defaults UFlow/ARFlow-like.
 
     photometric: ``"census"`` | ``"ssim_l1"`` | ``"census+ssim_l1"``; census_size: odd window;
     ssim_weight: SSIM share of ``ssim_l1`` (0.85, Monodepth). smoothness_order 1 | 2 on the
@@ -68,7 +68,7 @@ class LossConfig:
     supervised_flow: add an EPE term against flow ground truth (off: ground truth never enters).
     supervised_occlusion: samples with ground-truth occlusion (synthetic data) use it as the
     occlusion target, for the head and for the photometric mask; the others keep the
-    self-supervised target.
+    self-supervised target. seg_class_weights: one cross-entropy weight per class (None: equal).
     """
 
     photometric: str = "census"
@@ -90,6 +90,7 @@ class LossConfig:
     both_directions: bool = True
     supervised_flow: bool = False
     supervised_occlusion: bool = False
+    seg_class_weights: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         self.level_weights = tuple(float(w) for w in self.level_weights)
@@ -254,7 +255,7 @@ def _direction_terms(
             terms["supervised_flow"] = terms.get("supervised_flow", 0.0) + level_weight * value
 
     if weights.smoothness > 0:
-        # METHOD.md: on the stride-4 flow, i.e. the finest block in its own pixels.
+        # docs/METHOD.md: on the stride-4 flow, i.e. the finest block in its own pixels.
         finest = prediction.flows[-1] if prediction.flows else prediction.flow
         image = grid.down(direction.image_a, tuple(finest.shape[-2:]))
         terms["smoothness"] = smoothness_loss(finest, image, config.smoothness_order, config.smoothness_edge_alpha)
@@ -330,7 +331,8 @@ def compute_losses(
                  else occ_known.to(image1.dtype)).view(-1, 1, 1, 1)
     terms: dict[str, torch.Tensor] = {}
     if weights.seg > 0:
-        terms["seg"] = segmentation_loss([output.seg_logits1, output.seg_logits2], [label1, label2])
+        class_weights = None if config.seg_class_weights is None else torch.tensor(config.seg_class_weights)
+        terms["seg"] = segmentation_loss([output.seg_logits1, output.seg_logits2], [label1, label2], class_weights)
 
     directions: list[_Direction] = []
     wants_flow = any(w > 0 for w in (weights.photometric, weights.smoothness, weights.occlusion, weights.temporal))

@@ -1,5 +1,5 @@
 """Segmentation terms: ``L_seg``, the semantic inconsistency ``O_seg``, the error mask ``E1`` and
-the temporal consistency loss ``L_tc`` (METHOD.md §3).
+the temporal consistency loss ``L_tc`` (docs/METHOD.md §3).
 """
 
 from __future__ import annotations
@@ -12,28 +12,39 @@ from efc_core.model.warp import backward_warp, inside_mask, resize_flow
 IGNORE_INDEX = 255
 
 
-def segmentation_loss(logits: list[torch.Tensor], labels: list[torch.Tensor]) -> torch.Tensor:
+def segmentation_loss(logits: list[torch.Tensor], labels: list[torch.Tensor],
+                      class_weights: torch.Tensor | None = None) -> torch.Tensor:
     """Cross-entropy pooled over every labelled pixel of the given frames.
 
     Args:
         logits: per frame (B, K, H, W) class logits.
         labels: per frame (B, H, W) int64 class ids, ``255`` = ignored (a frame without labels is
             all 255 and contributes nothing).
+        class_weights: (K,) weight of each class (e.g. ENet's ``1 / ln(1.02 + frequency)``, so rare
+            classes such as poles and signs are not drowned by road and sky), or None for 1 each.
     Returns:
-        scalar: mean cross-entropy (nats) over labelled pixels; exactly 0, still attached to the
-        graph, when no pixel is labelled (not NaN).
+        scalar: weighted mean cross-entropy (nats) over labelled pixels (the weights of the labelled
+        pixels normalise it); exactly 0, still attached to the graph, when no pixel is labelled (not NaN).
     """
     if len(logits) != len(labels):
         raise ValueError(f"{len(logits)} logits tensors but {len(labels)} label tensors")
+    if class_weights is not None and class_weights.shape != (logits[0].shape[1],):
+        raise ValueError(f"class_weights must have shape ({logits[0].shape[1]},), got {tuple(class_weights.shape)}")
     total = logits[0].new_zeros((), dtype=torch.float32)
     # The count stays a tensor: no device sync in the training loop.
     count = torch.zeros((), dtype=torch.float32, device=logits[0].device)
+    weights = None if class_weights is None else class_weights.to(device=logits[0].device, dtype=torch.float32)
     for frame_logits, frame_labels in zip(logits, labels):
         if frame_logits.shape[-2:] != frame_labels.shape[-2:]:
             raise ValueError(f"logits size {tuple(frame_logits.shape[-2:])} != labels size {tuple(frame_labels.shape[-2:])}")
-        total = total + F.cross_entropy(frame_logits.float(), frame_labels.long(), ignore_index=IGNORE_INDEX, reduction="sum")
-        count = count + (frame_labels != IGNORE_INDEX).sum()
-    return total / count.clamp(min=1.0)
+        total = total + F.cross_entropy(frame_logits.float(), frame_labels.long(), weight=weights,
+                                        ignore_index=IGNORE_INDEX, reduction="sum")
+        labelled = frame_labels != IGNORE_INDEX
+        if weights is None:
+            count = count + labelled.sum()
+        else:
+            count = count + weights[frame_labels[labelled].long()].sum()
+    return total / count.clamp(min=1e-6)
 
 
 @torch.no_grad()
@@ -89,7 +100,7 @@ def temporal_consistency_loss(
             (h, w) when the sizes differ.
         occlusion1: (B, 1, H', W') occlusion probability of frame 1, any size (area-resized);
             always detached here.
-        flow_gradient: whether the flow receives this loss's gradient (METHOD.md: a flag).
+        flow_gradient: whether the flow receives this loss's gradient (docs/METHOD.md: a flag).
     Returns:
         scalar: weighted mean over visible pixels of the L1 norm over channels (units of ``maps``).
         Pixels whose flow leaves the image are excluded too.

@@ -80,3 +80,21 @@ def test_mixture_errors(tmp_path) -> None:
         MixtureDataset([[1], [2]], [0, 0])
     with pytest.raises(ValueError, match="no mixture source"):
         build_dataset("mixture", None, "val", sources=[{"name": "davis", "root": "x", "splits": ["train"]}])
+
+
+def test_synthetic_source_without_labels_joins_a_labelled_mixture(tmp_path) -> None:
+    options = _mixture_options(tmp_path, length=60)
+    options["sources"].append({
+        "name": "synthetic", "weight": 2, "splits": ["train"], "with_labels": False, "num_sequences": 2,
+        "height": 16, "width": 32, "num_frames": 3, "max_gap": 2,
+    })
+    dataset = build_dataset("mixture", None, "train", **options)
+    synthetic = [i for i in range(len(dataset)) if dataset.names[dataset._source_of[i]].startswith("synthetic")]
+    assert len(synthetic) == 20
+    sample = dataset[synthetic[0]]
+    # Exact flow and occlusion of the generator, none of its (other) classes.
+    assert bool(sample["has_flow"]) and bool(sample["has_occlusion"])
+    assert not bool(sample["has_label1"]) and (sample["label1"] == 255).all() and (sample["label2"] == 255).all()
+    # Checkpoints of such a run are named after the labelled source.
+    assert dataset_class_info("mixture", options)[0][3] == "road"
+    assert dataset_class_info("mixture", {"sources": [options["sources"][-1]]}) is None

@@ -127,3 +127,16 @@ def test_temporal_flow_gradient_flag(flow_gradient: bool) -> None:
     assert maps1.grad is not None and maps1.grad.abs().sum().item() > 0
     assert occlusion.grad is None  # the occlusion is always detached here
     assert (flow.grad is not None and flow.grad.abs().sum().item() > 0) == flow_gradient
+
+
+def test_class_weights_weigh_each_pixel_and_normalise_by_the_labelled_weight() -> None:
+    logits = torch.zeros(1, 2, 1, 3)   # uniform prediction: every labelled pixel costs ln 2
+    logits[0, 0, 0, 2] = math.log(3.0)  # third pixel: p(class 0) = 3/4
+    labels = torch.tensor([[[0, 1, 0]]])
+    weights = torch.tensor([1.0, 3.0])
+    loss = segmentation_loss([logits], [labels], weights)
+    expected = (1.0 * math.log(2) + 3.0 * math.log(2) + 1.0 * -math.log(0.75)) / (1.0 + 3.0 + 1.0)
+    assert float(loss) == pytest.approx(expected, rel=1e-6)
+    assert float(segmentation_loss([logits], [labels])) == pytest.approx((2 * math.log(2) - math.log(0.75)) / 3, rel=1e-6)
+    with pytest.raises(ValueError, match="class_weights"):
+        segmentation_loss([logits], [labels], torch.ones(3))

@@ -16,7 +16,10 @@
 KITTI splits: ``train`` (benchmark pairs with ground truth), ``test``, ``multiview`` /
 ``multiview_test`` (unlabelled multi-view frames as sequences, frames 9-12 left out).
 Name-specific options: ``sintel``: ``pass_name``; ``rosbag``: ``topic`` (required), ``max_gap_s``;
-``synthetic``: the keyword arguments of ``SyntheticVideoDataset``.
+``synthetic``: the keyword arguments of ``SyntheticVideoDataset`` (in a mixture, only its own options
+apply; ``with_labels: false`` hides its classes when it is mixed with a labelled dataset of others).
+``augment.self_warp: {max_translation, max_rotation_deg, max_scale_change, p}`` pairs each frame with a
+warped copy of itself (exact flow and occlusion; ``self_warp.py``).
 
 Unlabelled real video (``real_video.py``; the split is ignored, every frame is unlabelled):
 ``davis`` (``root/<sequence>/frames/*.jpg``) and ``kitti_odometry`` (``root/<sequence>/*.jpg``,
@@ -201,12 +204,14 @@ def _build_mixture(split: str, options: dict[str, Any]) -> Dataset:
     for position, spec in enumerate(sources_spec):
         if not isinstance(spec, dict) or "name" not in spec:
             raise ValueError(f"mixture source #{position} must be a mapping with a 'name', got {spec!r}")
-        if spec["name"] in ("mixture", "synthetic"):
-            raise ValueError(f"mixture source #{position}: {spec['name']!r} cannot be mixed (use a reader of files)")
+        if spec["name"] == "mixture":
+            raise ValueError(f"mixture source #{position}: a mixture cannot hold another mixture")
         splits = spec.get("splits")
         if splits is not None and split not in splits:
             continue
-        source_options = defaults | {k: v for k, v in spec.items() if k not in _MIXTURE_SOURCE_KEYS}
+        own_options = {k: v for k, v in spec.items() if k not in _MIXTURE_SOURCE_KEYS}
+        # Generated video takes its size and motion from its own options, not the readers' defaults.
+        source_options = own_options if spec["name"] == "synthetic" else defaults | own_options
         label = f"{spec['name']}:{spec.get('root')}"
         try:
             datasets.append(build_dataset(spec["name"], spec.get("root"), spec.get("split", split), **source_options))
@@ -229,7 +234,9 @@ def dataset_class_info(name: str, options: dict[str, Any] | None = None) -> tupl
     """
     if name == "mixture":
         for spec in (options or {}).get("sources") or []:
-            info = dataset_class_info(spec.get("name", "")) if isinstance(spec, dict) else None
+            if not isinstance(spec, dict) or (spec.get("name") == "synthetic" and spec.get("with_labels") is False):
+                continue
+            info = dataset_class_info(spec.get("name", ""))
             if info is not None:
                 return info
         return None

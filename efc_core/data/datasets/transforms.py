@@ -1,4 +1,4 @@
-"""Joint transforms on a raw sample (METHOD.md §4): images, labels, flow and masks move together.
+"""Joint transforms on a raw sample (docs/METHOD.md §4): images, labels, flow and masks move together.
 
 Geometric transforms keep the pair's correspondence intact: a crop takes the same window from both
 frames (flow vectors are relative, so they are unchanged), a resize scales flow vectors by the
@@ -22,6 +22,7 @@ from efc_core.contract import IGNORE_LABEL
 from efc_core.data.datasets.sample import (
     FLOW_KEYS, IMAGE_KEYS, LABEL_KEYS, MASK_KEYS, RawSample, raw_to_tensors, sample_size,
 )
+from efc_core.data.datasets.self_warp import SelfWarp
 from efc_core.flow_ops import resize_flow
 
 Transform = Callable[[RawSample], RawSample]
@@ -238,8 +239,9 @@ class ToTensor:
 
 def build_transforms(*, train: bool, crop_size: Sequence[int] | None = None, resize: Sequence[int] | None = None,
                      scale_range: Sequence[float] | None = None, hflip_p: float = 0.5,
-                     jitter: dict | None = None) -> Compose:
-    """The standard pipeline: [Resize] -> (train: [RandomScale] -> [RandomCrop] -> flip -> [jitter]) -> ToTensor.
+                     jitter: dict | None = None, self_warp: dict | None = None) -> Compose:
+    """The standard pipeline: [Resize] -> (train: [RandomScale] -> [RandomCrop] -> [SelfWarp] -> flip -> [jitter])
+    -> ToTensor.
 
     Args:
         train: apply the random augmentations (evaluation only resizes).
@@ -248,6 +250,8 @@ def build_transforms(*, train: bool, crop_size: Sequence[int] | None = None, res
         scale_range: (min, max) random scale factor in training.
         hflip_p: flip probability in training.
         jitter: keyword arguments of :class:`PhotometricJitter`, or None for no jitter.
+        self_warp: keyword arguments of :class:`~efc_core.data.datasets.self_warp.SelfWarp` (frame 2
+            becomes a warped copy of frame 1 with exact flow), or None to keep the real pair.
     """
     steps: list[Callable] = []
     if resize is not None:
@@ -257,6 +261,8 @@ def build_transforms(*, train: bool, crop_size: Sequence[int] | None = None, res
             steps.append(RandomScale(*scale_range))
         if crop_size is not None:
             steps.append(RandomCrop(crop_size))
+        if self_warp is not None:
+            steps.append(SelfWarp(**self_warp))
         if hflip_p > 0:
             steps.append(RandomHorizontalFlip(hflip_p))
         if jitter is not None:
