@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-# Every process that starts rclpy stays on loopback, on a domain of its own (ENVIRONMENT.md).
+# Every process that starts rclpy stays on loopback, on a domain of its own (docs/ENVIRONMENT.md).
 export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
 export ROS_LOCALHOST_ONLY := 1
 export ROS_DOMAIN_ID ?= $(shell echo $$(( RANDOM % 100 + 1 )))

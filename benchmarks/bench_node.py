@@ -14,7 +14,7 @@ in a child process of its own (Fast DDS reads the profile once per process), on 
    default best-effort QoS; frames received (node's counter), outputs, transport loss counted from
    stamp gaps, per-stage p50s (the queue stage there is latest-frame-wins waiting, see below).
 
-The node's overhead over bare inference is reported as p50/p99 ratios (ROS_NODE.md, performance
+The node's overhead over bare inference is reported as p50/p99 ratios (docs/ROS_NODE.md, performance
 honesty). The queue stage is ~0.6 ms while the worker is idle (lockstep); at 30 Hz it is the
 time the newest frame waits for the frame in flight, about half a camera period.
 

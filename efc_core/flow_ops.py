@@ -1,6 +1,6 @@
 """Numpy/OpenCV flow operations: backward warping, flow resizing, forward-backward occlusion.
 
-Conventions (METHOD.md §3 and §6): ``flow[y, x] = (dx, dy)`` in pixels of the flow's own grid,
+Conventions (docs/METHOD.md §3 and §6): ``flow[y, x] = (dx, dy)`` in pixels of the flow's own grid,
 and warping is *backward*: ``warp_image(image, flow)(p) = image(p + flow(p))``. A sample point is
 inside the image when it lies in ``[0, W - 1] x [0, H - 1]``, the same rule as
 ``efc_core.model.warp.inside_mask`` so that the numpy and torch tiers agree.
@@ -148,7 +148,7 @@ def forward_backward_occlusion(
     alpha1: float = 0.01,
     alpha2: float = 0.5,
 ) -> np.ndarray:
-    """Forward-backward consistency check (METHOD.md §3, UnFlow/UFlow form).
+    """Forward-backward consistency check (docs/METHOD.md §3, UnFlow/UFlow form).
 
     A pixel p of frame 1 is occluded when
     ``|F12(p) + F21(p + F12(p))|^2 > alpha1 (|F12(p)|^2 + |F21(p + F12(p))|^2) + alpha2``,

@@ -1,4 +1,4 @@
-"""Evaluation metrics (METHOD.md §5), accumulated incrementally over a dataset.
+"""Evaluation metrics (docs/METHOD.md §5), accumulated incrementally over a dataset.
 
 Each metric object is fed one frame (or pair) at a time with ``update`` and summarised with
 ``compute``, which returns a dict of plain Python numbers. Dataset-level values are ratios of

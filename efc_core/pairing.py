@@ -1,4 +1,4 @@
-"""The two-frame state machine (ROS_NODE.md must-have 3).
+"""The two-frame state machine (docs/ROS_NODE.md must-have 3).
 
 The network looks at a pair (previous frame, current frame). The previous frame is only a valid
 partner when it comes from the same camera (``frame_id``), has the same resolution and image

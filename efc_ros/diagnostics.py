@@ -1,6 +1,6 @@
 """Counters, rates and per-stage latencies of the perception node, reported as a DiagnosticArray.
 
-``diagnostic_updater`` is not available everywhere (ENVIRONMENT.md), and the node only needs one
+``diagnostic_updater`` is not available everywhere (docs/ENVIRONMENT.md), and the node only needs one
 status per period, so this builds ``diagnostic_msgs/DiagnosticArray`` directly. All methods are
 thread-safe: callbacks, the inference worker and the diagnostics timer run on different threads.
 """

@@ -1,9 +1,9 @@
 """Latest-frame-wins hand-off from subscription callbacks to one inference thread.
 
-Inference is slower than many cameras (ROS_NODE.md §2). Queuing frames would make every output
+Inference is slower than many cameras (docs/ROS_NODE.md §2). Queuing frames would make every output
 later than the one before, so the callback only stores the newest item in a one-slot mailbox; an
 item still waiting when a newer one arrives is dropped and counted. One dedicated thread runs all
-inference, which is also what a CUDA context wants (DEPLOY.md: one thread owns the context).
+inference, which is also what a CUDA context wants (docs/DEPLOY.md: one thread owns the context).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Managed (lifecycle) variant of the perception node (ROS_NODE.md §14).
+"""Managed (lifecycle) variant of the perception node (docs/ROS_NODE.md §14).
 
     python -m efc_ros.lifecycle_node --ros-args -p model_path:=/models/efc.onnx
     ros2 lifecycle set /efc_perception configure   # loads the model (a bad model: transition fails)

@@ -1,4 +1,4 @@
-"""Several cameras in one process, sharing one inference backend (ROS_NODE.md §13, the bonus).
+"""Several cameras in one process, sharing one inference backend (docs/ROS_NODE.md §13, the bonus).
 
     python -m efc_ros.multi_camera --cameras front rear --ros-args -p model_path:=/models/efc.onnx
 

@@ -3,7 +3,7 @@
 Every parameter is declared with a ``ParameterDescriptor`` (description, range, read-only where a
 change would need a new model or new subscriptions). rclpy itself enforces types, ranges and
 read-only; the choices of string parameters and the cross-parameter rules are checked here, both at
-start-up and in the node's ``add_on_set_parameters_callback`` (ROS_NODE.md §9).
+start-up and in the node's ``add_on_set_parameters_callback`` (docs/ROS_NODE.md §9).
 ``config/perception.yaml`` lists the same names with the same defaults (a test checks it).
 """
 

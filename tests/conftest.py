@@ -1,6 +1,6 @@
 """Shared test set-up.
 
-ROS 2 traffic must stay on loopback (ENVIRONMENT.md): the environment is completed here, before
+ROS 2 traffic must stay on loopback (docs/ENVIRONMENT.md): the environment is completed here, before
 any test module imports rclpy, and the ``ros_environment`` fixture refuses to run a ROS test when
 it is not in place. Subprocesses inherit it.
 """

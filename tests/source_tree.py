@@ -7,8 +7,10 @@ and never import it, so a rule is checked even in modules whose imports need ROS
 from __future__ import annotations
 
 import ast
+import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 #: The importable packages of the project (``setup.py``'s packages plus the training recipes).
@@ -31,12 +33,17 @@ class SourceModule:
         return self.path.name == "__init__.py"
 
 
+def walk_files(root: Path = REPO_ROOT) -> Iterator[Path]:
+    """Every file under ``root``, not descending into environments, build outputs and caches."""
+    for folder, subfolders, files in os.walk(root):
+        subfolders[:] = sorted(name for name in subfolders
+                               if name not in SKIPPED_PARTS and not name.endswith(".egg-info"))
+        yield from (Path(folder) / name for name in sorted(files))
+
+
 def python_files(root: Path = REPO_ROOT) -> list[Path]:
     """Every ``.py`` file under ``root``, sorted, outside environments and build outputs."""
-    return sorted(
-        path for path in root.rglob("*.py")
-        if not SKIPPED_PARTS.intersection(path.relative_to(root).parts)
-    )
+    return sorted(path for path in walk_files(root) if path.suffix == ".py")
 
 
 def module_name(path: Path, root: Path = REPO_ROOT, packages: tuple[str, ...] = PACKAGES) -> str | None:

@@ -1,4 +1,4 @@
-"""Ablation benchmark of the EFC losses on held-out synthetic video (METHOD.md §3, §5).
+"""Ablation benchmark of the EFC losses on held-out synthetic video (docs/METHOD.md §3, §5).
 
 ``python -m training.ablation [--config training/configs/ci_tiny.yaml] [--steps N]
 [--demo-model models/efc_demo_tiny.pt] --output runs/ablation/ablation.json``

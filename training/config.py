@@ -1,6 +1,6 @@
 """Typed training configuration and its strict YAML loader.
 
-Every hyperparameter of a run lives in :class:`TrainConfig` (STYLE.md) and every checkpoint stores
+Every hyperparameter of a run lives in :class:`TrainConfig` (docs/STYLE.md) and every checkpoint stores
 it as a dict. YAML files and ``--set key.sub=value`` overrides are checked against the dataclasses:
 an unknown key anywhere is a ``ValueError`` naming the key and its path (``loss.weights.smoth``), so
 a typo never silently trains with a default.
@@ -96,7 +96,7 @@ class OptimizerSection:
 
 @dataclass
 class ScheduleSection:
-    """Learning-rate schedule and the two training stages (METHOD.md §3, "Training schedule").
+    """Learning-rate schedule and the two training stages (docs/METHOD.md §3, "Training schedule").
 
     Stage 1 (steps ``[0, stage2_start_step)``): unsupervised flow + occlusion with the range-map
     target, supervised segmentation on labelled frames; ``O_seg`` and ``L_tc`` are off whatever

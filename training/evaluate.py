@@ -1,4 +1,4 @@
-"""Evaluate a checkpoint on held-out pairs (METHOD.md §5).
+"""Evaluate a checkpoint on held-out pairs (docs/METHOD.md §5).
 
 ``python -m training.evaluate CHECKPOINT --dataset synthetic [--root DIR] [--split val]
 [--num-sequences N] --output metrics.json`` prints a table and writes the metrics as JSON: mIoU
@@ -161,7 +161,7 @@ def build_eval_dataset(checkpoint: dict[str, Any], name: str, root: str | None, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Evaluate an EFC checkpoint (METHOD.md §5 metrics).")
+    parser = argparse.ArgumentParser(description="Evaluate an EFC checkpoint (docs/METHOD.md §5 metrics).")
     parser.add_argument("checkpoint")
     parser.add_argument("--dataset", default="synthetic")
     parser.add_argument("--root", default=None)

@@ -1,4 +1,4 @@
-"""Synthetic layered video with exact ground truth (METHOD.md §4), numpy + OpenCV only.
+"""Synthetic layered video with exact ground truth (docs/METHOD.md §4), numpy + OpenCV only.
 
 A scene is a stack of layers in a fixed depth order: layer 0 is a textured background with its
 own affine motion (ego-motion), layers 1..N are textured objects (ellipses, star polygons,

@@ -1,7 +1,7 @@
 """Which layers of a reduced-precision TensorRT engine must stay in FP32 (or FP16), decided
 without TensorRT.
 
-DEPLOY.md: keep the warp grid, GridSample and the flow arithmetic in FP32 inside an FP16 engine
+docs/DEPLOY.md: keep the warp grid, GridSample and the flow arithmetic in FP32 inside an FP16 engine
 (FP16 grid coordinates lose up to 0.25 px at width 2048); in INT8 quantise the segmentation
 branch only and keep the flow decoder in FP16/FP32.
 

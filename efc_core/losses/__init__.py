@@ -1,4 +1,4 @@
-"""EFC training losses (torch tier): pure loss functions and the composer (METHOD.md §3)."""
+"""EFC training losses (torch tier): pure loss functions and the composer (docs/METHOD.md §3)."""
 
 from efc_core.losses.composer import LossConfig, LossWeights, compute_losses
 from efc_core.losses.occlusion import (

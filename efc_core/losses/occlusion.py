@@ -1,4 +1,4 @@
-"""Occlusion targets and the occlusion loss ``L_occ`` (METHOD.md §3).
+"""Occlusion targets and the occlusion loss ``L_occ`` (docs/METHOD.md §3).
 
 Targets (stop-gradient, 1 = occluded: the pixel of frame 1 has no correspondence in frame 2):
 

@@ -1,6 +1,6 @@
 """Photometric (brightness-constancy) losses: census, SSIM, L1, and their masked mean.
 
-METHOD.md §3: ``L_ph = Σ (1 − E1)·ρ(I1, W(I2, F12)) / Σ (1 − E1)``. Every function here returns a
+docs/METHOD.md §3: ``L_ph = Σ (1 − E1)·ρ(I1, W(I2, F12)) / Σ (1 − E1)``. Every function here returns a
 per-pixel error map ``(B, 1, H, W)``; :func:`masked_mean` does the normalisation by the mask sum,
 because a plain mean of ``mask · error`` lets the network lower the loss "for free" by masking.
 
@@ -30,7 +30,7 @@ def census_transform(image: torch.Tensor, patch_size: int = 7) -> torch.Tensor:
 
     Args:
         image: (B, 3, H, W) RGB in [0, 1].
-        patch_size: odd window size (7 in METHOD.md).
+        patch_size: odd window size (7 in docs/METHOD.md).
 
     Returns:
         (B, patch_size², H, W): for each neighbour ``d`` of the window, ``Δ / sqrt(0.81 + Δ²)`` with

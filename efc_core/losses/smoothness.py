@@ -1,4 +1,4 @@
-"""Edge-aware flow smoothness ``L_sm`` (METHOD.md §3), first or second order.
+"""Edge-aware flow smoothness ``L_sm`` (docs/METHOD.md §3), first or second order.
 
 The penalty on flow derivatives is down-weighted across image edges by
 ``exp(−α · mean_c |∂I|)`` (UFlow, ARFlow), so motion boundaries may follow image boundaries.

@@ -1,4 +1,4 @@
-"""Every hyperparameter of the EFC network, and the three presets (METHOD.md §2).
+"""Every hyperparameter of the EFC network, and the three presets (docs/METHOD.md §2).
 
 A checkpoint stores ``dataclasses.asdict(config)``; :meth:`ModelConfig.from_dict` rebuilds it, so
 a model can always be recreated from its checkpoint alone.

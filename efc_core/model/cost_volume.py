@@ -1,6 +1,6 @@
 """Local cost volume (correlation) of the flow decoder, built from standard ops only.
 
-DEPLOY.md: pad + shifted slices + multiply + mean, so that ONNX export and the TensorRT parser need
+docs/DEPLOY.md: pad + shifted slices + multiply + mean, so that ONNX export and the TensorRT parser need
 no correlation plugin or custom CUDA op. Slices use constant start/stop offsets relative to the
 padded borders (never ``start + H``), so a traced graph stays valid for every input size.
 """

@@ -1,4 +1,4 @@
-"""Shared encoder: torchvision ResNet ``conv1 ... layer3`` (METHOD.md §2, [paper] "ResNet layers 1-3").
+"""Shared encoder: torchvision ResNet ``conv1 ... layer3`` (docs/METHOD.md §2, [paper] "ResNet layers 1-3").
 
 The backbone is built once by torchvision; its ``layer4`` is handed to the segmentation branch
 (it belongs to that branch only), everything up to ``layer3`` is the shared encoder.

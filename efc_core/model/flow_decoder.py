@@ -1,4 +1,4 @@
-"""PWC-Net style flow decoder with an occlusion head in every block (METHOD.md §2).
+"""PWC-Net style flow decoder with an occlusion head in every block (docs/METHOD.md §2).
 
 Coarse to fine over ``config.flow_strides`` (e.g. 64, 32, 16, 8, 4): at each level the previous
 flow is upsampled x2 (values x2), frame-b features are warped towards frame a with

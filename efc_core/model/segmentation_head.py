@@ -1,6 +1,6 @@
 """Segmentation branch: layer4 + ASPP / pyramid pooling + stride-8 / stride-4 fusion + classifier.
 
-[ours] (METHOD.md §2): the context module sees layer4 at stride 16 or 32; its output is fused with
+[ours] (docs/METHOD.md §2): the context module sees layer4 at stride 16 or 32; its output is fused with
 the encoder's stride-8 features (giving ``seg_features``, the input of the temporal consistency
 loss) and, DeepLabv3+-style, with the stride-4 features for sharp boundaries.
 """

@@ -1,9 +1,9 @@
 """Backward warping by bilinear sampling, shared by the flow decoder and the losses.
 
-``backward_warp(x, flow)(p) = x(p + flow(p))`` (METHOD.md §3), sampled with ``grid_sample`` and
+``backward_warp(x, flow)(p) = x(p + flow(p))`` (docs/METHOD.md §3), sampled with ``grid_sample`` and
 ``align_corners=True`` so that pixel centres map to ``-1 .. 1`` by ``2 p / (W - 1) - 1``. Exports
 at opset 16/17 keep ``mode="bilinear"`` (opset >= 20 writes ``"linear"``, which the TensorRT
-parser treats as nearest, DEPLOY.md).
+parser treats as nearest, docs/DEPLOY.md).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Fixed-signature inference modules for export (DEPLOY.md: "export an inference wrapper, not the
+"""Fixed-signature inference modules for export (docs/DEPLOY.md: "export an inference wrapper, not the
 training model with flags").
 
 All three take / return plain tensors in the layout of ``efc_core.contract``: images (N, 3, H, W)
@@ -6,7 +6,7 @@ ImageNet-normalised RGB with H, W multiples of ``PAD_MULTIPLE`` (no padding insi
 graph holds no shape-dependent Python logic); outputs ``seg_logits`` (N, K, H, W) for ``cur``,
 ``flow`` (N, 2, H, W) in pixels and ``occlusion`` (N, 1, H, W) probability.
 
-Direction (METHOD.md §6): ``FORWARD`` = flow prev -> cur on prev's grid with prev's occlusion;
+Direction (docs/METHOD.md §6): ``FORWARD`` = flow prev -> cur on prev's grid with prev's occlusion;
 ``BACKWARD`` = flow cur -> prev on cur's grid with cur's occlusion. Only that direction is computed.
 """
 

@@ -1,4 +1,4 @@
-"""The backend interface shared by ONNX Runtime, TensorRT and PyTorch (DEPLOY.md, Runtime).
+"""The backend interface shared by ONNX Runtime, TensorRT and PyTorch (docs/DEPLOY.md, Runtime).
 
 Every backend takes normalised (1, 3, H, W) float32 tensors (``efc_core.preprocess``) and returns
 numpy ``ModelOutputs`` in the manifest's layout. Streaming backends also expose ``encode`` (once

@@ -1,7 +1,7 @@
 """ONNX Runtime backend: the CPU path (and CUDA where onnxruntime-gpu is installed).
 
 One ``InferenceSession`` per graph of the manifest, created once, with every graph optimisation
-(``ORT_ENABLE_ALL``) and a configurable intra-op thread count (DEPLOY.md, Runtime). Graph inputs
+(``ORT_ENABLE_ALL``) and a configurable intra-op thread count (docs/DEPLOY.md, Runtime). Graph inputs
 and outputs are checked against the manifest when the session opens, and every output is checked
 for NaN/Inf after each run.
 """

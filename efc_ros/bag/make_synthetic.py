@@ -5,7 +5,7 @@ Topics (all stamped with the camera frame's ``header.stamp``, ``frame_id`` of th
 * ``/camera/image_raw`` (``sensor_msgs/Image``) or ``/camera/image_raw/compressed``;
 * ``/ground_truth/segmentation`` mono8 class ids of every frame;
 * ``/ground_truth/flow`` 32FC2 forward flow previous -> current frame on the previous frame's grid,
-  stamped with the current frame (the node's ``flow`` convention, METHOD.md §6);
+  stamped with the current frame (the node's ``flow`` convention, docs/METHOD.md §6);
 * ``/ground_truth/occlusion`` mono8 0/255: previous-frame pixels with no correspondence.
 
 Long bags are generated segment by segment (bounded memory); the first frame of a segment is a

@@ -22,7 +22,7 @@ NODE_NAME = "efc_perception"
 
 
 def require_loopback_environment() -> None:
-    """Fail unless ROS traffic is confined to loopback (ENVIRONMENT.md)."""
+    """Fail unless ROS traffic is confined to loopback (docs/ENVIRONMENT.md)."""
     if os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE") != "LOCALHOST" or os.environ.get("ROS_LOCALHOST_ONLY") != "1":
         pytest.fail("ROS tests need ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST and ROS_LOCALHOST_ONLY=1")
     if not os.environ.get("ROS_DOMAIN_ID"):

@@ -161,7 +161,7 @@ def test_rviz_displays_show_the_node_topics_best_effort(ros_environment, node_gr
 
 
 def test_generate_launch_description_where_launch_ros_is_installed():
-    pytest.importorskip("launch_ros", reason="launch_ros is not installed here (ENVIRONMENT.md)")
+    pytest.importorskip("launch_ros", reason="launch_ros is not installed here (docs/ENVIRONMENT.md)")
     import importlib.util
 
     from launch.actions import DeclareLaunchArgument

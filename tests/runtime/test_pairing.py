@@ -1,4 +1,4 @@
-"""The two-frame state machine (ROS_NODE.md must-have 3)."""
+"""The two-frame state machine (docs/ROS_NODE.md must-have 3)."""
 
 from __future__ import annotations
 

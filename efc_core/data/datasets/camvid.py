@@ -10,7 +10,7 @@ frame numbers carry an ``f``, ``0006R0_f00930.png``):
 frames of one prefix form a sequence ordered by frame number; a frame's label is the annot PNG of
 the same stem. A gap of t counts *listed* frames, not video frames: in the SegNet release the
 listed frames are about 1 s apart in the 30 Hz video (the camvid recipe keeps ``max_gap`` small
-for that reason); in the workplace copy (``../shared/data/real/camvid``) the val split is one
+for that reason); in the workplace's copy of the data the val split is one
 sequence at 15 Hz, so t = 1 there is two video frames.
 
 Class ids (SegNet's 11-class CamVid): 0 sky, 1 building, 2 pole, 3 road, 4 pavement, 5 tree,

@@ -1,4 +1,4 @@
-"""Cityscapes video snippets with the sparse ``gtFine`` labels (METHOD.md §4).
+"""Cityscapes video snippets with the sparse ``gtFine`` labels (docs/METHOD.md §4).
 
 On-disk layout (the official ``leftImg8bit_sequence_trainvaltest.zip`` and ``gtFine_trainvaltest.zip``)::
 

@@ -1,7 +1,7 @@
 """Several datasets drawn in a fixed ratio: labelled CamVid frames next to unlabelled real video.
 
 One training run of EFC takes its segmentation signal from a few labelled frames and its flow,
-occlusion and temporal-consistency signal from every other frame of video (METHOD.md §3). The
+occlusion and temporal-consistency signal from every other frame of video (docs/METHOD.md §3). The
 sources here have very different sizes (CamVid train has ~700 labelled pairs, DAVIS ~13 000
 unlabelled ones), so concatenating them would let the largest one decide the ratio; a
 :class:`MixtureDataset` draws index ``i`` from source ``s`` with probability ``weights[s]``

@@ -1,4 +1,4 @@
-"""Which frame pairs a sequence dataset yields (METHOD.md §3 "Sample pairs", §4).
+"""Which frame pairs a sequence dataset yields (docs/METHOD.md §3 "Sample pairs", §4).
 
 EFC trains on pairs ``(I_i, I_{i+t})`` with ``t in [1, 5]`` in either direction, from the same
 video. Labels are sparse (Cityscapes: one frame of 30), so the pairs are built in two groups:
