@@ -35,7 +35,7 @@ def test_unlabelled_pairs_mixed_at_the_configured_ratio(ratio: float) -> None:
 def test_never_crosses_a_sequence_and_respects_gaps() -> None:
     lengths = [3, 30, 7, 1]
     flags = [[i % 4 == 0 for i in range(n)] for n in lengths]
-    pairs = build_pairs(flags, PairSamplingConfig(min_gap=2, max_gap=4, unlabelled_per_labelled=None))
+    pairs = build_pairs(flags, PairSamplingConfig(min_gap_frames=2, max_gap_frames=4, unlabelled_per_labelled=None))
     assert pairs
     for pair in pairs:
         length = lengths[pair.sequence]
@@ -55,7 +55,7 @@ def test_all_unlabelled_pairs_when_ratio_is_none() -> None:
 def test_forward_only_and_backward_only() -> None:
     flags = cityscapes_like(snippets=1)
     forward = build_pairs(flags, PairSamplingConfig(directions=(1,), unlabelled_per_labelled=0))
-    backward = build_pairs(flags, PairSamplingConfig(min_gap=1, max_gap=1, directions=(-1,), unlabelled_per_labelled=0))
+    backward = build_pairs(flags, PairSamplingConfig(min_gap_frames=1, max_gap_frames=1, directions=(-1,), unlabelled_per_labelled=0))
     assert {p.gap for p in forward} == {1, 2, 3, 4, 5}
     assert [(p.first, p.second) for p in backward] == [(19, 18)]
 
@@ -67,11 +67,20 @@ def test_draw_is_deterministic_per_seed() -> None:
     assert a == b and a != c
 
 
-@pytest.mark.parametrize("kwargs", [dict(min_gap=0), dict(min_gap=3, max_gap=2), dict(directions=(2,)),
+@pytest.mark.parametrize("kwargs", [dict(min_gap_frames=0), dict(min_gap_frames=3, max_gap_frames=2), dict(min_gap=0),
+                                    dict(min_gap=3, max_gap=2), dict(directions=(2,)),
                                     dict(directions=()), dict(unlabelled_per_labelled=-1.0)])
 def test_invalid_configs_rejected(kwargs: dict) -> None:
     with pytest.raises(ValueError):
         PairSamplingConfig(**kwargs)
+
+
+def test_the_recipes_yaml_spelling_sets_the_frame_gaps() -> None:
+    # Training configs write ``pairs: {min_gap: 2, max_gap: 4}``; both count frames.
+    config = PairSamplingConfig(**{"min_gap": 2, "max_gap": 4, "directions": (1,)})
+    assert (config.min_gap_frames, config.max_gap_frames) == (2, 4)
+    assert config.offsets() == [2, 3, 4]
+    assert config == PairSamplingConfig(min_gap_frames=2, max_gap_frames=4, directions=(1,))
 
 
 def test_split_by_time_gaps() -> None:

@@ -9,7 +9,7 @@ File names are ``{sequence}_{frame}.{png,jpg}`` (``0001TP``, ``0006R0``, ``0016E
 frame numbers carry an ``f``, ``0006R0_f00930.png``):
 frames of one prefix form a sequence ordered by frame number; a frame's label is the annot PNG of
 the same stem. A gap of t counts *listed* frames, not video frames: in the SegNet release the
-listed frames are about 1 s apart in the 30 Hz video (the camvid recipe keeps ``max_gap`` small
+listed frames are about 1 s apart in the 30 Hz video (the camvid recipe keeps ``pairs: {max_gap}`` small
 for that reason); in the workplace's copy of the data the val split is one
 sequence at 15 Hz, so t = 1 there is two video frames.
 
@@ -68,7 +68,7 @@ class CamVidDataset(SequencePairDataset):
 
     def __init__(self, root: str | Path, split: str = "train", pair_config: PairSamplingConfig | None = None,
                  transform: Callable[[RawSample], Any] | None = None) -> None:
-        super().__init__(pair_config or PairSamplingConfig(min_gap=1, max_gap=1), transform)
+        super().__init__(pair_config or PairSamplingConfig(min_gap_frames=1, max_gap_frames=1), transform)
         self.root = Path(root)
         self.image_dir = self.root / split
         self.label_dir = self.root / f"{split}annot"

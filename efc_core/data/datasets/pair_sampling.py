@@ -4,7 +4,7 @@ EFC trains on pairs ``(I_i, I_{i+t})`` with ``t in [1, 5]`` in either direction,
 video. Labels are sparse (Cityscapes: one frame of 30), so the pairs are built in two groups:
 
 * **labelled pairs**: every labelled frame ``i`` first, paired with each neighbour ``i + d*t``
-  (``d`` in ``directions``, ``t`` in ``[min_gap, max_gap]``) that exists in its sequence;
+  (``d`` in ``directions``, ``t`` in ``[min_gap_frames, max_gap_frames]``) that exists in its sequence;
 * **unlabelled pairs**: pairs in which neither frame is labelled (they train flow, occlusion and
   temporal consistency only), drawn without replacement from every such pair, as many as
   ``unlabelled_per_labelled`` times the number of labelled pairs (``None``: all of them).
@@ -15,7 +15,7 @@ A pair never crosses a sequence boundary. The draw is deterministic for a given 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import InitVar, dataclass
 
 import numpy as np
 
@@ -25,23 +25,33 @@ class PairSamplingConfig:
     """How pairs are formed; see the module docstring.
 
     Attributes:
-        min_gap, max_gap: range of ``|t|`` in frames of the sequence (paper: 1..5).
+        min_gap_frames, max_gap_frames: range of ``|t|`` in frames of the sequence (paper: 1..5).
         directions: signs of ``t`` to use: ``(1, -1)`` both (paper), ``(1,)`` the next frame(s)
             only, ``(-1,)`` the previous one(s) (e.g. evaluation with the labelled frame as
             "current" and the one before it as "previous").
         unlabelled_per_labelled: unlabelled pairs per labelled pair; ``0`` none, ``None`` all.
         seed: seed of the unlabelled draw.
+        min_gap, max_gap: the spelling of the training configs' ``pairs:`` options (YAML keys that
+            recipes already use); when given they set ``min_gap_frames`` / ``max_gap_frames``.
     """
 
-    min_gap: int = 1
-    max_gap: int = 5
+    min_gap_frames: int = 1
+    max_gap_frames: int = 5
     directions: tuple[int, ...] = (1, -1)
     unlabelled_per_labelled: float | None = 1.0
     seed: int = 0
+    min_gap: InitVar[int | None] = None
+    max_gap: InitVar[int | None] = None
 
-    def __post_init__(self) -> None:
-        if not 1 <= self.min_gap <= self.max_gap:
-            raise ValueError(f"need 1 <= min_gap <= max_gap, got min_gap={self.min_gap}, max_gap={self.max_gap}")
+    def __post_init__(self, min_gap: int | None, max_gap: int | None) -> None:
+        # Frozen: the YAML spellings are copied with object.__setattr__, once, at construction.
+        if min_gap is not None:
+            object.__setattr__(self, "min_gap_frames", min_gap)
+        if max_gap is not None:
+            object.__setattr__(self, "max_gap_frames", max_gap)
+        if not 1 <= self.min_gap_frames <= self.max_gap_frames:
+            raise ValueError(f"need 1 <= min_gap_frames <= max_gap_frames, got min_gap_frames={self.min_gap_frames}, "
+                             f"max_gap_frames={self.max_gap_frames}")
         if not self.directions or any(d not in (1, -1) for d in self.directions) or len(set(self.directions)) != len(self.directions):
             raise ValueError(f"directions must be a non-empty subset of (1, -1), got {self.directions}")
         if self.unlabelled_per_labelled is not None and self.unlabelled_per_labelled < 0:
@@ -49,7 +59,7 @@ class PairSamplingConfig:
 
     def offsets(self) -> list[int]:
         """Signed gaps in a fixed order: ``+min..+max`` then ``-min..-max`` (as ``directions`` say)."""
-        return [d * t for d in self.directions for t in range(self.min_gap, self.max_gap + 1)]
+        return [d * t for d in self.directions for t in range(self.min_gap_frames, self.max_gap_frames + 1)]
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Unlabelled real video in the public layouts: DAVIS, KITTI odometry, and folders of video clips.
 
 All three feed :class:`efc_core.data.datasets.own_video.OwnVideoDataset` (placeholder labels 255,
-``has_label* = False``, no flow ground truth), which pairs frames t in ``[min_gap, max_gap]``
+``has_label* = False``, no flow ground truth), which pairs frames t in ``[min_gap_frames, max_gap_frames]``
 apart inside one sequence and never across sequences. Layouts::
 
     davis/<sequence>/frames/00000.jpg ...          DAVIS-2016 (``masks/`` beside ``frames/`` ignored)
