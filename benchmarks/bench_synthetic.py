@@ -75,12 +75,12 @@ def bench_viz(runs: int, height: int = 480, width: int = 640) -> dict[str, float
     pair = sequence.pair(0, 1)
     image, labels = pair.image1, pair.label1
     probability = pair.occ_fw.astype(np.float32) * 0.8 + 0.1
-    color = viz.colorize_labels(labels, SYNTHETIC_PALETTE)
+    label_colours = viz.colorize_labels(labels, SYNTHETIC_PALETTE)
     functions = {
         "flow_to_color": lambda _: viz.flow_to_color(pair.flow_fw),
         "colorize_labels": lambda _: viz.colorize_labels(labels, SYNTHETIC_PALETTE),
         "occlusion_to_color": lambda _: viz.occlusion_to_color(probability),
-        "overlay": lambda _: viz.overlay(image, color, 0.5),
+        "overlay": lambda _: viz.overlay(image, label_colours, 0.5),
     }
     timings = {name: median_seconds(function, runs) for name, function in functions.items()}
     return {name: 1e3 * wall for name, (wall, _) in timings.items()} | {
