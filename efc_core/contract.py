@@ -1,6 +1,6 @@
 """Names, shapes and conventions shared by the model, its exports, the runtime and the node.
 
-Tensor layout of every exported graph (see METHOD.md §2 and §6):
+Tensor layout of every exported graph (see docs/METHOD.md §2 and §6):
 
 * single graph ``prev``, ``cur``: (N, 3, H, W) float32 RGB, normalised with ``IMAGENET_MEAN`` /
   ``IMAGENET_STD`` on [0, 1] pixel values; H and W multiples of ``PAD_MULTIPLE``;
@@ -21,6 +21,34 @@ IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 #: Every model input side must be a multiple of this (the flow pyramid's coarsest stride).
 PAD_MULTIPLE: int = 64
 
+#: How a frame is fitted into the model input: keep the aspect and pad, or scale each axis alone.
+RESIZE_MODES: tuple[str, ...] = ("letterbox", "stretch")
+#: What fills the padding up to the multiple: the edge pixels repeated, or zeros of the normalised
+#: input (the mean colour). ``EFCNet`` pads with its ``ModelConfig.pad_mode``; an export records
+#: it in the manifest and every backend's preprocessing pads the same way.
+PAD_MODES: tuple[str, ...] = ("replicate", "zeros")
+#: What a manifest that does not record ``pad_mode`` was run with (the runtime padded with zeros
+#: before the manifest recorded the mode).
+UNRECORDED_PAD_MODE: str = "zeros"
+
+
+def padded_size(height: int, width: int, multiple: int = PAD_MULTIPLE) -> tuple[int, int]:
+    """(height, width) rounded up to multiples of ``multiple``: the size the network runs at.
+
+    The one place that computes the padding: the runtime's preprocessing, ``EFCNet``'s own padding
+    and the export's default size all call it.
+    """
+    if multiple <= 0:
+        raise ValueError(f"pad multiple must be a positive int, got {multiple!r}")
+    return -(-int(height) // multiple) * multiple, -(-int(width) // multiple) * multiple
+
+
+def check_padded_size(height: int, width: int, multiple: int = PAD_MULTIPLE, name: str = "input") -> None:
+    """``ValueError`` naming ``name`` unless (height, width) are positive multiples of ``multiple``."""
+    if height <= 0 or width <= 0 or (height, width) != padded_size(height, width, multiple):
+        raise ValueError(f"{name} size {height}x{width} (HxW) must be positive multiples of {multiple} "
+                         f"(pad_multiple)")
+
 INPUT_PREV = "prev"
 INPUT_CUR = "cur"
 INPUT_IMAGE = "image"
@@ -37,7 +65,7 @@ IGNORE_LABEL: int = 255
 
 
 class FlowDirection(str, enum.Enum):
-    """Which flow an export produces (METHOD.md §6)."""
+    """Which flow an export produces (docs/METHOD.md §6)."""
 
     #: Flow prev -> cur on the previous frame's grid; occlusion marks prev pixels hidden in cur.
     FORWARD = "forward"

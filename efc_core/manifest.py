@@ -26,8 +26,11 @@ from efc_core.contract import (
     INPUT_IMAGE,
     INPUT_PREV,
     OUTPUT_NAMES,
+    PAD_MODES,
     PAD_MULTIPLE,
+    UNRECORDED_PAD_MODE,
     FlowDirection,
+    padded_size,
 )
 from efc_core.errors import ModelError
 
@@ -39,11 +42,14 @@ REQUIRED_KEYS: tuple[str, ...] = ("model_name", "graphs", "input_height", "input
 
 @dataclass(kw_only=True)
 class Manifest:
-    """Everything needed to run an exported EFC model without PyTorch (DEPLOY.md, Export).
+    """Everything needed to run an exported EFC model without PyTorch (docs/DEPLOY.md, Export).
 
     ``graphs`` maps ``"single"`` and/or ``"encoder"`` + ``"decoder"`` to file names relative to the
     manifest. ``input_height`` / ``input_width`` of None mean a dynamic model that accepts any
-    multiple of ``pad_multiple``. ``mean`` / ``std`` apply to RGB values on [0, 1].
+    multiple of ``pad_multiple``. ``mean`` / ``std`` apply to RGB values on [0, 1]. ``pad_mode``
+    (``contract.PAD_MODES``) is how the model pads its input up to the multiple; every backend's
+    preprocessing pads the same way. A manifest without it was written before it was recorded and
+    loads with ``"zeros"``, the padding the runtime used then.
     """
 
     model_name: str
@@ -54,6 +60,7 @@ class Manifest:
     format_version: int = FORMAT_VERSION
     preset: str = ""
     pad_multiple: int = PAD_MULTIPLE
+    pad_mode: str = UNRECORDED_PAD_MODE
     mean: list[float] = field(default_factory=lambda: list(IMAGENET_MEAN))
     std: list[float] = field(default_factory=lambda: list(IMAGENET_STD))
     input_names: list[str] = field(default_factory=lambda: [INPUT_PREV, INPUT_CUR])
@@ -173,9 +180,12 @@ def _validate(manifest: Manifest, where: str) -> None:
         raise _fail(where, "graphs", f"needs both 'encoder' and 'decoder' or neither, got {sorted(graphs)}")
     if not _is_int(manifest.pad_multiple) or manifest.pad_multiple <= 0:
         raise _fail(where, "pad_multiple", f"must be a positive int, got {manifest.pad_multiple!r}")
+    if manifest.pad_mode not in PAD_MODES:
+        raise _fail(where, "pad_mode", f"must be one of {PAD_MODES}, got {manifest.pad_mode!r}")
     for key in ("input_height", "input_width"):
         value = getattr(manifest, key)
-        if value is not None and (not _is_int(value) or value <= 0 or value % manifest.pad_multiple):
+        if value is not None and (not _is_int(value) or value <= 0
+                                  or padded_size(value, value, manifest.pad_multiple)[0] != value):
             raise _fail(where, key, f"must be null or a positive multiple of pad_multiple="
                                     f"{manifest.pad_multiple}, got {value!r}")
     if (manifest.input_height is None) != (manifest.input_width is None):

@@ -1,43 +1,41 @@
 """The transport-free inference pipeline: image in, segmentation + flow + occlusion out.
 
 ``Perceptor.process(image, stamp_ns, frame_id)`` is the one call the ROS node, the bag tools and
-the benchmarks make. It pairs frames (``pairing``), preprocesses (``preprocess``), runs the backend
-and brings the outputs back to the input resolution (``postprocess``).
+the benchmarks make. Per frame it runs one straight line, each step a leaf call made once:
+pair decision (``pairing``) -> ``preprocess`` (one resize straight into a preallocated
+normalised NCHW buffer) -> backend -> ``postprocess`` (everything back to the input resolution).
+Decoding before and rendering after belong to the caller.
 
 With a streaming backend (encoder + decoder graphs) each frame is encoded exactly once: its
-features are kept as the next pair's ``prev``. Otherwise the preprocessed tensor is kept and the
-single graph runs on ``(prev, cur)``.
+features are kept as the next pair's image1. Otherwise the preprocessed tensor is kept and the
+single graph runs on ``(image1, image2)``; two input buffers alternate so the kept one is never
+overwritten by the next frame.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from efc_core.contract import FlowDirection
+from efc_core.contract import RESIZE_MODES, FlowDirection
 from efc_core.errors import InputError
 from efc_core.pairing import FramePairer
-from efc_core.postprocess import (
-    flow_content,
-    flow_output_size,
-    flow_to_input,
-    fuse_probabilities,
-    labels_from_probabilities,
-    labels_to_input,
-    occlusion_content,
-    occlusion_to_input,
-    probabilities_to_input,
-    softmax_content,
-)
-from efc_core.preprocess import RESIZE_MODES, ResizeGeometry, check_image, plan_geometry, preprocess
+from efc_core.postprocess import PostprocessRequest, flow_output_size, postprocess
+from efc_core.preprocess import ResizeGeometry, check_image, new_input_tensor, plan_geometry, preprocess
 from efc_core.runtime.base import Backend, Features, ModelOutputs
+
+LOG = logging.getLogger(__name__)
+#: Below this share of the model input covered by the image a letterboxed geometry is logged
+#: with the alternatives (a 1242x375 frame letterboxed into 320x256 uses 38 %).
+LOW_INPUT_SHARE = 0.75
 
 
 @dataclass
 class PerceptionResult:
-    """Everything one frame produces, at the input image's resolution (METHOD.md §6).
+    """Everything one frame produces, at the input image's resolution (docs/METHOD.md §6).
 
     segmentation: (H, W) uint8 class ids. seg_probabilities: (H, W, K) float32 when requested.
     flow: (H, W, 2) float32 (dx, dy) in input pixels, on the grid given by ``flow_direction``
@@ -70,14 +68,24 @@ class _KeptFrame:
     probabilities: np.ndarray | None = None  # temporal fusion: (h_content, w_content, K)
 
 
+@dataclass
+class _SizePlan:
+    """Per camera size: the geometry and the input buffers it is preprocessed into."""
+
+    geometry: ResizeGeometry
+    buffers: list[np.ndarray] = field(default_factory=list)
+
+
 class Perceptor:
     """Runs a backend on a stream of frames.
+
+    Build it from settings with ``efc_core.perceptor_config.build_perceptor``.
 
     Args:
         backend: any ``efc_core.runtime.Backend``.
         input_size: model input (height, width) for dynamic models (multiples of the manifest's
-            ``pad_multiple``); None = the manifest's fixed size, or the image padded up to the
-            multiple for dynamic models.
+            ``pad_multiple``); None = the manifest's fixed size, or for dynamic models the image
+            padded up to the multiple (or fitted into ``max_input_pixels``).
         resize_mode: "letterbox" (keep aspect, pad) or "stretch".
         max_frame_gap_s: largest time between paired frames, seconds.
         temporal_fusion: weight ``a`` in [0, 1] of the flow-warped previous probabilities
@@ -86,6 +94,9 @@ class Perceptor:
             backward one (good for smooth motion; exact with a backward export).
         streaming: use encode/decode when the backend supports it.
         output_probabilities: also return (H, W, K) class probabilities.
+        max_input_pixels: dynamic models without ``input_size``: a frame whose padded size has more
+            pixels than this runs at the size of at most this many pixels that fits its aspect
+            best (``preprocess.aspect_fit_size``); 0 = no limit.
     """
 
     def __init__(
@@ -98,11 +109,14 @@ class Perceptor:
         temporal_fusion: float = 0.0,
         streaming: bool = True,
         output_probabilities: bool = False,
+        max_input_pixels: int = 0,
     ) -> None:
         if resize_mode not in RESIZE_MODES:
             raise ValueError(f"unknown resize_mode {resize_mode!r}; expected one of {RESIZE_MODES}")
         if not isinstance(temporal_fusion, (int, float)) or not 0.0 <= temporal_fusion <= 1.0:
             raise ValueError(f"temporal_fusion must be in [0, 1], got {temporal_fusion!r}")
+        if isinstance(max_input_pixels, bool) or not isinstance(max_input_pixels, int) or max_input_pixels < 0:
+            raise ValueError(f"max_input_pixels must be an int >= 0, got {max_input_pixels!r}")
         self.backend = backend
         self.manifest = backend.manifest
         self.input_size = tuple(input_size) if input_size is not None else None
@@ -110,22 +124,40 @@ class Perceptor:
         self.temporal_fusion = float(temporal_fusion)
         self.streaming = bool(streaming and backend.supports_streaming)
         self.output_probabilities = bool(output_probabilities)
+        self.max_input_pixels = max_input_pixels
         self._direction = self.manifest.direction
-        self._input_dtype = self.manifest.dtype_of(self.manifest.input_names[1])
+        self._input_dtype = np.dtype(self.manifest.dtype_of(self.manifest.input_names[1]))
         self._pairer: FramePairer[_KeptFrame] = FramePairer(max_frame_gap_s)
-        self._geometries: dict[tuple[int, int], ResizeGeometry] = {}
+        self._plans: dict[tuple[int, int], _SizePlan] = {}
         if self.input_size is not None:
             plan_geometry(self.manifest, self.input_size, self.input_size, resize_mode)  # validate now
 
     def geometry_for(self, size: tuple[int, int]) -> ResizeGeometry:
         """The (cached) resize geometry for images of ``size`` (H, W)."""
-        geometry = self._geometries.get(size)
-        if geometry is None:
-            geometry = plan_geometry(self.manifest, size, self.input_size, self.resize_mode)
-            if len(self._geometries) > 16:  # a camera cycling through sizes must not grow this forever
-                self._geometries.clear()
-            self._geometries[size] = geometry
-        return geometry
+        return self._plan_for(size).geometry
+
+    def _plan_for(self, size: tuple[int, int]) -> _SizePlan:
+        plan = self._plans.get(size)
+        if plan is None:
+            geometry = plan_geometry(self.manifest, size, self.input_size, self.resize_mode, self.max_input_pixels)
+            if geometry.input_share < LOW_INPUT_SHARE:
+                LOG.warning(
+                    "letterboxing %dx%d frames into the %dx%d model input uses %.0f%% of it; resize_mode=stretch "
+                    "uses all of it (distorting the aspect), or run a dynamic export with an input size (or "
+                    "max_input_pixels) that fits the frame's aspect", size[1], size[0], geometry.model_width,
+                    geometry.model_height, 100.0 * geometry.input_share)
+            if len(self._plans) > 16:  # a camera cycling through sizes must not grow this forever
+                self._plans.clear()
+            plan = self._plans[size] = _SizePlan(geometry)
+        return plan
+
+    def _input_buffer(self, plan: _SizePlan, previous: _KeptFrame | None) -> np.ndarray:
+        """A preallocated input tensor that is not the partner's kept tensor."""
+        for buffer in plan.buffers:
+            if previous is None or buffer is not previous.tensor:
+                return buffer
+        plan.buffers.append(new_input_tensor(plan.geometry, self._input_dtype))
+        return plan.buffers[-1]
 
     def reset(self) -> None:
         """Forget the previous frame: the next one is processed without a partner."""
@@ -170,42 +202,35 @@ class Perceptor:
         check_image(image)
         if isinstance(stamp_ns, bool) or not isinstance(stamp_ns, (int, np.integer)):
             raise InputError(f"stamp_ns must be an int number of nanoseconds, got {stamp_ns!r}")
+        stamp_ns = int(stamp_ns)
         size = (int(image.shape[0]), int(image.shape[1]))
         flow_output_size(size, flow_scale)  # a bad scale fails before inference, paired or not
-        geometry = self.geometry_for(size)
-        tensor = preprocess(image, geometry, self.manifest.mean, self.manifest.std, self._input_dtype)
-        preprocessed = time.perf_counter()
-
-        decision = self._pairer.decide(int(stamp_ns), frame_id, size, image_format)
         kept_before = self._pairer.previous
-        if kept_before is not None and kept_before.stamp_ns == int(stamp_ns) and kept_before.frame_id == frame_id:
-            raise InputError(f"frame {frame_id!r} at {int(stamp_ns)} ns has the same stamp as the previous "
+        if kept_before is not None and kept_before.stamp_ns == stamp_ns and kept_before.frame_id == frame_id:
+            raise InputError(f"frame {frame_id!r} at {stamp_ns} ns has the same stamp as the previous "
                              f"processed frame; dropped (outputs are identified by their header)",
                              kind="duplicate_stamp")
+        decision = self._pairer.decide(stamp_ns, frame_id, size, image_format)
         previous = decision.previous.payload if decision.previous is not None else None
+        plan = self._plan_for(size)
+        manifest = self.manifest
+        tensor = preprocess(image, plan.geometry, manifest.mean, manifest.std, self._input_dtype,
+                            pad_mode=manifest.pad_mode, out=self._input_buffer(plan, previous))
+        preprocessed = time.perf_counter()
+
         outputs, kept = self._run_backend(tensor, previous)
         inferred = time.perf_counter()
 
-        probabilities_at_input = None
-        if self.temporal_fusion > 0.0 or self.output_probabilities:
-            probabilities = softmax_content(outputs.seg_logits, geometry)
-            if self.temporal_fusion > 0.0 and previous is not None and previous.probabilities is not None:
-                probabilities = self._fuse(probabilities, previous.probabilities, outputs, geometry)
-            kept.probabilities = probabilities if self.temporal_fusion > 0.0 else None
-            segmentation = labels_from_probabilities(probabilities, geometry)
-            if self.output_probabilities:
-                probabilities_at_input = probabilities_to_input(probabilities, geometry)
-        else:
-            segmentation = labels_to_input(outputs.seg_logits, geometry)
-        flow = occlusion = None
-        if decision.previous is not None:
-            if with_flow:
-                flow = flow_to_input(outputs.flow, geometry, flow_scale)
-            if with_occlusion:
-                occlusion = occlusion_to_input(outputs.occlusion, geometry)
+        request = PostprocessRequest(
+            paired=previous is not None, with_flow=with_flow, with_occlusion=with_occlusion, flow_scale=flow_scale,
+            output_probabilities=self.output_probabilities, fusion_weight=self.temporal_fusion,
+            previous_probabilities=previous.probabilities if previous is not None else None,
+            flow_is_forward=self._direction is FlowDirection.FORWARD)
+        outputs_at_input = postprocess(outputs, plan.geometry, request)
+        kept.probabilities = outputs_at_input.content_probabilities
         done = time.perf_counter()
 
-        self._pairer.accept(int(stamp_ns), frame_id, size, kept, image_format)
+        self._pairer.accept(stamp_ns, frame_id, size, kept, image_format)
         timings = {
             "preprocess": (preprocessed - start) * 1e3,
             "inference": (inferred - preprocessed) * 1e3,
@@ -213,24 +238,14 @@ class Perceptor:
             "total": (done - start) * 1e3,
         }
         return PerceptionResult(
-            stamp_ns=int(stamp_ns),
+            stamp_ns=stamp_ns,
             frame_id=frame_id,
             prev_stamp_ns=decision.prev_stamp_ns,
-            segmentation=segmentation,
-            seg_probabilities=probabilities_at_input,
-            flow=flow,
-            occlusion=occlusion,
+            segmentation=outputs_at_input.segmentation,
+            seg_probabilities=outputs_at_input.probabilities,
+            flow=outputs_at_input.flow,
+            occlusion=outputs_at_input.occlusion,
             pair_reset_reason=decision.reset_reason,
             timings_ms=timings,
             flow_direction=self._direction.value,
         )
-
-    def _fuse(
-        self, probabilities: np.ndarray, previous: np.ndarray, outputs: ModelOutputs, geometry: ResizeGeometry
-    ) -> np.ndarray:
-        """Blend the previous frame's probabilities, warped onto the current grid by the flow."""
-        flow = flow_content(outputs.flow, geometry)
-        if self._direction is FlowDirection.FORWARD:
-            flow = -flow  # backward flow approximated at the same pixel (see the class docstring)
-        occlusion = occlusion_content(outputs.occlusion, geometry)
-        return fuse_probabilities(probabilities, previous, flow, occlusion, self.temporal_fusion)

@@ -1,6 +1,7 @@
-"""Network outputs -> input resolution (ROS_NODE.md must-have 7, METHOD.md §6).
+"""Network outputs -> input resolution (docs/ROS_NODE.md must-have 7, docs/METHOD.md §6).
 
-Every function first crops the letterbox padding (``ResizeGeometry.content_slices``), then
+``postprocess`` is the one call the ``Perceptor`` makes per frame (a leaf: it never calls back);
+the helpers below are its steps. Every step first crops the letterbox padding (``ResizeGeometry.content_slices``), then
 resizes the content to the input size:
 
 * labels: argmax at model resolution (cheaper than resizing K logit planes), then nearest
@@ -13,11 +14,14 @@ Model outputs are NCHW with N = 1; results are HWC numpy arrays.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
 
 from efc_core.flow_ops import inside_image, resize_flow, warp_image
 from efc_core.preprocess import ResizeGeometry
+from efc_core.runtime.base import ModelOutputs
 
 
 def _content(tensor: np.ndarray, geometry: ResizeGeometry, name: str, channels: int | None = None) -> np.ndarray:
@@ -177,3 +181,72 @@ def fuse_probabilities(
     usable = (occlusion <= occlusion_threshold) & inside_image(flow_to_previous)
     blended = (1.0 - weight) * current + weight * warped
     return np.where(usable[..., None], blended, current).astype(np.float32, copy=False)
+
+
+@dataclass(frozen=True)
+class PostprocessRequest:
+    """What one frame's ``postprocess`` must produce.
+
+    paired: the frame had a partner (flow and occlusion mean something).
+    with_flow, with_occlusion: bring them to the input size (``flow_scale`` times it for flow).
+    output_probabilities: also return (H, W, K) probabilities at input resolution.
+    fusion_weight: temporal fusion ``a`` in [0, 1] (0 = off); ``previous_probabilities`` is the
+        partner's content-grid probabilities (None: nothing to fuse with).
+    flow_is_forward: the network's flow is image1 -> image2 on image1's grid; fusion then
+        approximates the backward flow by ``-flow`` at the same pixel (exact with a backward export).
+    """
+
+    paired: bool
+    with_flow: bool = True
+    with_occlusion: bool = True
+    flow_scale: float = 1.0
+    output_probabilities: bool = False
+    fusion_weight: float = 0.0
+    previous_probabilities: np.ndarray | None = None
+    flow_is_forward: bool = True
+
+
+@dataclass
+class Postprocessed:
+    """One frame's outputs at input resolution (see ``PerceptionResult`` for the shapes).
+
+    content_probabilities: (h_content, w_content, K) probabilities on the model's content grid
+    when fusion is on: what the next frame fuses with.
+    """
+
+    segmentation: np.ndarray
+    probabilities: np.ndarray | None = None
+    flow: np.ndarray | None = None
+    occlusion: np.ndarray | None = None
+    content_probabilities: np.ndarray | None = None
+
+
+def postprocess(outputs: ModelOutputs, geometry: ResizeGeometry, request: PostprocessRequest) -> Postprocessed:
+    """Network outputs of one frame -> segmentation, flow and occlusion at input resolution.
+
+    Args:
+        outputs: the backend's (1, C, h, w) outputs at model resolution.
+        geometry: the resize that produced the network input.
+        request: which outputs, at which scale, with which fusion.
+    """
+    fusing = request.fusion_weight > 0.0
+    result = Postprocessed(segmentation=np.empty(0, np.uint8))
+    if fusing or request.output_probabilities:
+        probabilities = softmax_content(outputs.seg_logits, geometry)
+        if fusing and request.paired and request.previous_probabilities is not None:
+            flow = flow_content(outputs.flow, geometry)
+            if request.flow_is_forward:
+                flow = -flow  # backward flow approximated at the same pixel (see PostprocessRequest)
+            probabilities = fuse_probabilities(probabilities, request.previous_probabilities, flow,
+                                               occlusion_content(outputs.occlusion, geometry), request.fusion_weight)
+        result.content_probabilities = probabilities if fusing else None
+        result.segmentation = labels_from_probabilities(probabilities, geometry)
+        if request.output_probabilities:
+            result.probabilities = probabilities_to_input(probabilities, geometry)
+    else:
+        result.segmentation = labels_to_input(outputs.seg_logits, geometry)
+    if request.paired and request.with_flow:
+        result.flow = flow_to_input(outputs.flow, geometry, request.flow_scale)
+    if request.paired and request.with_occlusion:
+        result.occlusion = occlusion_to_input(outputs.occlusion, geometry)
+    return result

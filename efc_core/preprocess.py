@@ -1,27 +1,35 @@
 """Image -> network input: resize (letterbox or stretch), pad, normalise, HWC -> NCHW.
 
-The geometry of the resize is kept in a ``ResizeGeometry`` so that ``postprocess`` can bring every
-output back to the input resolution (ROS_NODE.md must-have 7).
+The one preprocessing definition: the runtime (``Perceptor``), INT8 calibration
+(``efc_core.export.calibration``) and ``efc verify`` / ``efc bench`` all call ``preprocess``; the
+constants it uses (``contract.RESIZE_MODES``, ``PAD_MODES``, ``padded_size``, the ImageNet mean
+and std) are the ones training and ``EFCNet`` use. The geometry of the resize is kept in a
+``ResizeGeometry`` so that ``postprocess`` can bring every output back to the input resolution.
 
-Cost (640x480 RGB -> 1x3x512x640, one core): about 0.7 ms. The uint8 image is resized with
-cv2.resize, split into planes by cv2.split, and each plane is normalised straight into its slot of
-the output tensor (one multiply writing float32, one in-place subtract); the usual
-``astype(float32)`` + broadcast + transpose + copy took 7 ms.
+Copies (640x480 rgb8 -> 1x3x512x640): one ``cv2.resize`` (none when only padding is needed), then
+one pass per channel that reads the uint8 plane through a strided view and writes
+``pixel * scale - offset`` straight into its slot of the NCHW tensor (``out=`` reuses a
+preallocated one); padding is written only on the strips around the content.
 """
 
 from __future__ import annotations
 
-import math
+import dataclasses
+import logging
 from dataclasses import dataclass
 from typing import Sequence
 
 import cv2
 import numpy as np
 
+from efc_core.contract import PAD_MODES, RESIZE_MODES, padded_size
 from efc_core.errors import InputError
 from efc_core.manifest import Manifest
 
-RESIZE_MODES: tuple[str, ...] = ("letterbox", "stretch")
+LOG = logging.getLogger(__name__)
+
+__all__ = ["RESIZE_MODES", "ResizeGeometry", "aspect_fit_size", "check_image", "compute_geometry", "content_geometry",
+           "new_input_tensor", "normalisation_constants", "plan_geometry", "preprocess", "resize_to_content"]
 
 
 @dataclass(frozen=True)
@@ -70,6 +78,11 @@ class ResizeGeometry:
         """True when the content is the input at its own size (only padding, or nothing)."""
         return (self.content_height, self.content_width) == (self.input_height, self.input_width)
 
+    @property
+    def input_share(self) -> float:
+        """Fraction of the model input covered by the image (1 = no padding)."""
+        return (self.content_height * self.content_width) / (self.model_height * self.model_width)
+
 
 def _check_size(size: Sequence[int], name: str) -> tuple[int, int]:
     if len(size) != 2 or not all(isinstance(v, (int, np.integer)) and v > 0 for v in size):
@@ -103,9 +116,28 @@ def compute_geometry(input_size: tuple[int, int], model_size: tuple[int, int], m
     return ResizeGeometry(height, width, model_height, model_width, content_height, content_width, offset_y, offset_x)
 
 
-def round_up(value: int, multiple: int) -> int:
-    """Smallest multiple of ``multiple`` that is >= ``value``."""
-    return int(math.ceil(value / multiple) * multiple)
+def aspect_fit_size(input_size: tuple[int, int], pixel_budget: int, multiple: int) -> tuple[int, int]:
+    """The model input (h, w), multiples of ``multiple`` with ``h * w <= pixel_budget``, that holds
+    the largest letterboxed copy of an ``input_size`` (H, W) frame; the smallest such size on ties.
+
+    For a 1242x375 frame and the 320x256 budget this is 448x128: the content is the same 424x128
+    as in 640x128 (94.6 % of the input used, against 38 % when letterboxed into 320x256).
+    """
+    height, width = _check_size(input_size, "input_size")
+    if pixel_budget < multiple * multiple:
+        raise ValueError(f"pixel budget {pixel_budget} is below one {multiple}x{multiple} block")
+    best: tuple[float, int, tuple[int, int]] | None = None
+    for model_height in range(multiple, pixel_budget // multiple + 1, multiple):
+        max_width = (pixel_budget // model_height) // multiple * multiple
+        # The narrowest width that does not crop the letterboxed content is the best for this height.
+        needed = padded_size(model_height, width * model_height / height, multiple)[1]
+        model_width = min(max_width, max(multiple, needed))
+        scale = min(model_height / height, model_width / width)
+        key = (-(scale * scale * height * width), model_height * model_width, (model_height, model_width))
+        if best is None or key < best:
+            best = key
+    assert best is not None
+    return best[2]
 
 
 def plan_geometry(
@@ -113,13 +145,16 @@ def plan_geometry(
     input_size: tuple[int, int],
     requested_size: tuple[int, int] | None = None,
     mode: str = "letterbox",
+    pixel_budget: int = 0,
 ) -> ResizeGeometry:
     """Choose the model input size and the geometry for an image of ``input_size`` (H, W).
 
     * fixed-size model: the manifest's size (``requested_size`` must be None or equal to it);
     * dynamic model with ``requested_size``: that size (multiples of ``manifest.pad_multiple``),
       resized with ``mode``;
-    * dynamic model without it: the input rounded up to ``pad_multiple`` with padding only
+    * dynamic model with ``pixel_budget`` > 0 and a padded frame above it: the size of that many
+      pixels that fits the frame's aspect best (``aspect_fit_size``), letterboxed;
+    * dynamic model otherwise: the input rounded up to ``pad_multiple`` with padding only
       (no resampling, so nothing is lost).
     """
     if requested_size is not None:
@@ -132,10 +167,12 @@ def plan_geometry(
         return compute_geometry(input_size, fixed, mode)
     multiple = manifest.pad_multiple
     if requested_size is not None:
-        if requested_size[0] % multiple or requested_size[1] % multiple:
+        if requested_size != padded_size(*requested_size, multiple):
             raise ValueError(f"input_size {requested_size} must be multiples of pad_multiple={multiple}")
         return compute_geometry(input_size, requested_size, mode)
-    padded = (round_up(input_size[0], multiple), round_up(input_size[1], multiple))
+    padded = padded_size(*_check_size(input_size, "input_size"), multiple)
+    if pixel_budget > 0 and padded[0] * padded[1] > pixel_budget:
+        return compute_geometry(input_size, aspect_fit_size(input_size, pixel_budget, multiple), mode)
     return compute_geometry(input_size, padded, "pad")
 
 
@@ -157,46 +194,98 @@ def normalisation_constants(mean: Sequence[float], std: Sequence[float]) -> tupl
     return (1.0 / (255.0 * std_arr)).astype(np.float32), (mean_arr / std_arr).astype(np.float32)
 
 
+def new_input_tensor(geometry: ResizeGeometry, dtype: str | np.dtype = np.float32) -> np.ndarray:
+    """A zeroed (1, 3, model_height, model_width) tensor for ``preprocess(..., out=)``."""
+    return np.zeros((1, 3, *geometry.model_size), dtype=dtype)
+
+
+def _fill_padding(tensor: np.ndarray, geometry: ResizeGeometry, pad_mode: str) -> None:
+    """Write the padding strips around the content: zeros, or the content's edge repeated.
+
+    ``replicate`` fills the columns beside the content first, then whole rows, so corners take the
+    corner pixel, as ``torch.nn.functional.pad(mode="replicate")`` does in ``EFCNet``.
+    """
+    planes = tensor[0]
+    rows, cols = geometry.content_slices
+    top, bottom, left, right = rows.start, rows.stop, cols.start, cols.stop
+    if pad_mode == "zeros":
+        planes[:, :top] = 0
+        planes[:, bottom:] = 0
+        planes[:, top:bottom, :left] = 0
+        planes[:, top:bottom, right:] = 0
+        return
+    planes[:, top:bottom, :left] = planes[:, top:bottom, left:left + 1]
+    planes[:, top:bottom, right:] = planes[:, top:bottom, right - 1:right]
+    planes[:, :top] = planes[:, top:top + 1]
+    planes[:, bottom:] = planes[:, bottom - 1:bottom]
+
+
+def resize_to_content(image: np.ndarray, geometry: ResizeGeometry) -> np.ndarray:
+    """The (content_height, content_width, 3) uint8 image ``preprocess`` normalises: ``image``
+    itself when no resize is needed (a view, not a copy), else one ``cv2.resize``.
+
+    INT8 calibration keeps these instead of whole camera frames; ``content_geometry`` places them.
+    """
+    if geometry.is_identity:
+        return image  # read through its strides: a flipped or cropped view needs no copy
+    if not image.flags.c_contiguous:
+        # cv2.resize does not accept arbitrary strides (crops, channel flips).
+        image = np.ascontiguousarray(image)
+    # INTER_AREA averages when shrinking a lot (no aliasing); bilinear otherwise.
+    shrink = geometry.content_width < geometry.input_width / 2 or geometry.content_height < geometry.input_height / 2
+    return cv2.resize(image, (geometry.content_width, geometry.content_height),
+                      interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+
+def content_geometry(geometry: ResizeGeometry) -> ResizeGeometry:
+    """The geometry that places an already resized content (``resize_to_content``) like ``geometry``:
+    ``preprocess(resize_to_content(image, g), content_geometry(g), ...) == preprocess(image, g, ...)``."""
+    return dataclasses.replace(geometry, input_height=geometry.content_height, input_width=geometry.content_width)
+
+
 def preprocess(
     image: np.ndarray,
     geometry: ResizeGeometry,
     mean: Sequence[float],
     std: Sequence[float],
     dtype: str | np.dtype = np.float32,
+    *,
+    pad_mode: str = "zeros",
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Resize, pad and normalise an RGB image into a fresh network input tensor.
+    """Resize, pad and normalise an RGB image into the network input tensor.
 
     Args:
         image: (H, W, 3) uint8 RGB with (H, W) == ``geometry.input_size``.
         geometry: from ``compute_geometry`` / ``plan_geometry``.
         mean, std: per-channel RGB statistics on [0, 1].
         dtype: element type of the result (float32, or float16 for half-precision graphs).
+        pad_mode: ``"zeros"`` (0 = the mean colour) or ``"replicate"`` (the content's edge pixels);
+            a model's is ``manifest.pad_mode``.
+        out: a (1, 3, model_height, model_width) array of ``dtype`` to write into (no allocation);
+            None allocates one.
 
     Returns:
-        (1, 3, model_height, model_width) array: ``(pixel / 255 - mean) / std`` on the content,
-        0 (the mean colour) on the padding.
+        ``out`` (or a new array): ``(pixel / 255 - mean) / std`` on the content, padding per
+        ``pad_mode``.
     """
     check_image(image)
     if image.shape[:2] != geometry.input_size:
         raise InputError(f"image size {image.shape[:2]} does not match the geometry's {geometry.input_size}")
-    if not image.flags.c_contiguous:
-        # Views with arbitrary strides (crops, channel flips) are not accepted by every cv2 call.
-        image = np.ascontiguousarray(image)
-    if geometry.is_identity:
-        content = image
-    else:
-        # INTER_AREA averages when shrinking a lot (no aliasing); bilinear otherwise.
-        shrink = geometry.content_width < geometry.input_width / 2 or geometry.content_height < geometry.input_height / 2
-        content = cv2.resize(image, (geometry.content_width, geometry.content_height),
-                             interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
-    padded = (geometry.content_height, geometry.content_width) != geometry.model_size
-    tensor = (np.zeros if padded else np.empty)((1, 3, *geometry.model_size), dtype=np.float32)
+    if pad_mode not in PAD_MODES:
+        raise ValueError(f"unknown pad_mode {pad_mode!r}; expected one of {PAD_MODES}")
+    shape = (1, 3, *geometry.model_size)
+    if out is None:
+        out = np.empty(shape, dtype=dtype)
+    elif out.shape != shape or out.dtype != np.dtype(dtype):
+        raise ValueError(f"out must be a {shape} {np.dtype(dtype)} array, got {out.shape} {out.dtype}")
+    content = resize_to_content(image, geometry)
     scale, offset = normalisation_constants(mean, std)
     rows, cols = geometry.content_slices
-    for channel, plane in enumerate(cv2.split(content)):
-        target = tensor[0, channel, rows, cols]
-        np.multiply(plane, scale[channel], out=target)
-        target -= offset[channel]
-    if np.dtype(dtype) != np.float32:
-        return tensor.astype(dtype)
-    return tensor
+    for channel in range(3):
+        target = out[0, channel, rows, cols]
+        np.multiply(content[:, :, channel], scale[channel], out=target, casting="same_kind")
+        np.subtract(target, offset[channel], out=target, casting="same_kind")
+    if (geometry.content_height, geometry.content_width) != geometry.model_size:
+        _fill_padding(out, geometry, pad_mode)
+    return out

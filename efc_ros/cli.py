@@ -53,7 +53,7 @@ def _add_export(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_export(args: argparse.Namespace) -> int:
-    from efc_core.export.tensorrt_plan import check_opset
+    from efc_core.runtime.engine_plan import check_opset
 
     # Checked before importing torch (seconds on a small CPU) so that bad input fails fast.
     check_opset(args.opset)
@@ -163,7 +163,8 @@ def _calibration_frames(args: argparse.Namespace, graph: Path):
         size = parse_size_wh(args.opt_size)
     else:
         size = (manifest.input_height, manifest.input_width)
-    norm = {"mean": tuple(manifest.mean), "std": tuple(manifest.std)}
+    # The runtime's preprocessing (letterbox, the model's padding): calibrated on what it will see.
+    norm = {"mean": tuple(manifest.mean), "std": tuple(manifest.std), "pad_mode": manifest.pad_mode}
     if args.calib_images is not None:
         data = CalibrationSet.from_image_folder(args.calib_images, size, names, **norm)
     else:

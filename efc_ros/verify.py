@@ -1,5 +1,5 @@
 """``efc verify MODEL_A MODEL_B``: run two backends on the same inputs and compare their outputs
-(DEPLOY.md, Verifying an engine).
+(docs/DEPLOY.md, Verifying an engine).
 
 Both models receive identical network tensors (preprocessed once, at the fixed size of either), so the
 comparison measures the models and backends, not the resizing. Reported per run: max / mean
@@ -131,14 +131,18 @@ def run_verify(model_a: Path, model_b: Path, pairs: list, *, backend_a: str | No
         for index in order:
             options = {}
             other = backends[1 - index]
-            if kinds[index] == "torch" and other is not None:
-                options["flow_direction"] = other.manifest.flow_direction
+            if kinds[index] == "torch":
+                # Identical tensors at the other model's size: compare the models, not the resizing.
+                options["dynamic"] = True
+                if other is not None:
+                    options["flow_direction"] = other.manifest.flow_direction
             backends[index] = create_backend(kinds[index], paths[index], **options)
         manifest = _shared_manifest(backends[0].manifest, backends[1].manifest)
         outputs: list[list] = [[], []]
         for prev, cur in pairs:
             geometry = plan_geometry(manifest, prev.shape[:2])
-            tensors = [preprocess(image, geometry, manifest.mean, manifest.std) for image in (prev, cur)]
+            tensors = [preprocess(image, geometry, manifest.mean, manifest.std, pad_mode=manifest.pad_mode)
+                       for image in (prev, cur)]
             for index, backend in enumerate(backends):
                 outputs[index].append(backend.infer(*tensors))
         description = {

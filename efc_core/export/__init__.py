@@ -1,7 +1,8 @@
 """Export of trained EFC models: ONNX graphs with their manifest, TensorRT engines, INT8 calibration.
 
 ``export_onnx`` needs torch; ``build_engine`` needs tensorrt (on the target device). Both are
-imported lazily so that ``tensorrt_plan`` and ``precision_plan`` (pure Python) load anywhere.
+imported lazily so that ``precision_plan`` (pure Python) loads anywhere; the engine names, keys
+and sidecars the runtime also reads live in the numpy tier (``efc_core.runtime.engine_plan``).
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
-"""INT8 calibration data and the TensorRT entropy calibrator (TensorRT <= 10.x, DEPLOY.md).
+"""INT8 calibration data and the TensorRT entropy calibrator (TensorRT <= 10.x, docs/DEPLOY.md).
 
 ``CalibrationSet`` turns an image folder (sorted, consecutive frames paired) or a synthetic video
-into normalised network inputs; it is numpy only and unit-tested anywhere. The calibrator wraps it
+into network inputs with the runtime's own preprocessing (``efc_core.preprocess``: letterbox,
+the model's pad mode, the manifest's mean/std); it is numpy only and unit-tested anywhere. The calibrator wraps it
 for ``IInt8EntropyCalibrator2`` with device buffers of the CUDA layer (``efc_core.runtime.cuda_layer``:
 cuda-python or pycuda, on the device the build runs on) and a calibration cache file, so a rebuild
 (another workspace size, a new TensorRT tactic) skips the calibration pass.
@@ -14,35 +15,43 @@ instead of silently reusing scales of another network.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-import cv2
 import numpy as np
 
-from efc_core.contract import IMAGENET_MEAN, IMAGENET_STD, INPUT_CUR, INPUT_IMAGE, INPUT_PREV
+from efc_core.contract import IMAGENET_MEAN, IMAGENET_STD, INPUT_CUR, INPUT_IMAGE, INPUT_PREV, UNRECORDED_PAD_MODE
 from efc_core.data.formats import IMAGE_SUFFIXES, list_images, read_rgb
 from efc_core.errors import InputError
+from efc_core.preprocess import ResizeGeometry, compute_geometry, content_geometry, preprocess, resize_to_content
 
 LOG = logging.getLogger(__name__)
 
 
 @dataclass
 class CalibrationSet:
-    """Frames to calibrate on, resized to the engine's input size.
+    """Frames to calibrate on, preprocessed exactly as the runtime preprocesses camera frames.
 
-    frames: list of (H, W, 3) uint8 RGB at the input size (H, W).
+    frames: (h, w, 3) uint8 RGB already resized by ``efc_core.preprocess.resize_to_content`` (the
+        runtime's resize); ``geometries`` places each in the (H, W) model input.
     input_names: ``("prev", "cur")`` for the single graph (consecutive frames), ``("image",)``
         for the encoder graph (every frame).
+    mean, std, pad_mode: the model's (its manifest's) normalisation and padding.
+
+    ``batches`` runs ``efc_core.preprocess.preprocess`` on them, so an INT8 engine is calibrated on
+    the very tensors it will see (letterboxed, padded the model's way), not on stretched frames.
     """
 
     frames: list[np.ndarray]
     input_names: tuple[str, ...]
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
+    pad_mode: str = UNRECORDED_PAD_MODE
+    geometries: list[ResizeGeometry] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         names = tuple(self.input_names)
@@ -51,44 +60,65 @@ class CalibrationSet:
         needed = 2 if names == (INPUT_PREV, INPUT_CUR) else 1
         if len(self.frames) < needed:
             raise InputError(f"calibration needs at least {needed} frames, got {len(self.frames)}")
+        if not self.geometries:  # frames given at the model size: nothing to resize or pad
+            self.geometries = [compute_geometry(f.shape[:2], f.shape[:2], "pad") for f in self.frames]
+        if len(self.geometries) != len(self.frames):
+            raise ValueError(f"{len(self.geometries)} geometries for {len(self.frames)} frames")
 
     def __len__(self) -> int:
         """Number of batches (of size 1)."""
         return len(self.frames) - 1 if len(self.input_names) == 2 else len(self.frames)
 
-    def normalise(self, frame: np.ndarray) -> np.ndarray:
-        """(H, W, 3) uint8 RGB -> (1, 3, H, W) float32, ``(x / 255 - mean) / std``."""
-        scaled = frame.astype(np.float32) / 255.0
-        scaled = (scaled - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
-        return np.ascontiguousarray(scaled.transpose(2, 0, 1)[None])
+    def tensor(self, index: int) -> np.ndarray:
+        """Frame ``index`` as the runtime's (1, 3, H, W) float32 network input."""
+        return preprocess(self.frames[index], self.geometries[index], self.mean, self.std, pad_mode=self.pad_mode)
 
     def batches(self) -> Iterator[dict[str, np.ndarray]]:
         """Yield ``{input name: (1, 3, H, W) float32}`` for each batch, in order."""
         for index in range(len(self)):
             if len(self.input_names) == 2:
-                yield {INPUT_PREV: self.normalise(self.frames[index]), INPUT_CUR: self.normalise(self.frames[index + 1])}
+                yield {INPUT_PREV: self.tensor(index), INPUT_CUR: self.tensor(index + 1)}
             else:
-                yield {INPUT_IMAGE: self.normalise(self.frames[index])}
+                yield {INPUT_IMAGE: self.tensor(index)}
 
     def digest(self) -> str:
-        """SHA-256 of the frames and normalisation: an engine calibrated on other frames differs."""
+        """SHA-256 of the frames, their placement and the normalisation: other inputs, other engine."""
         import hashlib
 
-        digest = hashlib.sha256(json.dumps([list(self.input_names), list(self.mean), list(self.std)]).encode())
+        described = [list(self.input_names), list(self.mean), list(self.std), self.pad_mode,
+                     [dataclasses.astuple(g) for g in self.geometries]]
+        digest = hashlib.sha256(json.dumps(described).encode())
         for frame in self.frames:
             digest.update(np.ascontiguousarray(frame).tobytes())
         return digest.hexdigest()
 
     @classmethod
-    def from_image_folder(
-        cls, folder: str | Path, size: tuple[int, int], input_names: Sequence[str], limit: int = 100, **norm: Any
+    def from_frames(
+        cls, frames: Sequence[np.ndarray], size: tuple[int, int], input_names: Sequence[str],
+        resize_mode: str = "letterbox", **norm: Any,
     ) -> "CalibrationSet":
-        """Images of ``folder`` in sorted order (video frames), resized (stretched) to ``size`` (H, W)."""
+        """Camera frames of any size, fitted into the model input ``size`` (H, W) with the runtime's
+        ``compute_geometry(frame size, size, resize_mode)`` and resize."""
+        geometries = [compute_geometry(frame.shape[:2], size, resize_mode) for frame in frames]
+        contents = [resize_to_content(frame, geometry) for frame, geometry in zip(frames, geometries)]
+        return cls(contents, tuple(input_names), geometries=[content_geometry(g) for g in geometries], **norm)
+
+    @classmethod
+    def from_image_folder(
+        cls, folder: str | Path, size: tuple[int, int], input_names: Sequence[str], limit: int = 100,
+        resize_mode: str = "letterbox", **norm: Any,
+    ) -> "CalibrationSet":
+        """Images of ``folder`` in sorted order (video frames), fitted into ``size`` (H, W) as the
+        runtime fits camera frames (``resize_mode``, default letterbox like the node)."""
         paths = list_images(folder)[:limit]
         if not paths:
             raise InputError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
-        frames = [_resize(read_rgb(path), size) for path in paths]
-        return cls(frames, tuple(input_names), **norm)
+        geometries, contents = [], []
+        for path in paths:  # one frame at a time: only the resized contents are kept
+            frame = read_rgb(path)
+            geometries.append(compute_geometry(frame.shape[:2], size, resize_mode))
+            contents.append(resize_to_content(frame, geometries[-1]))
+        return cls(contents, tuple(input_names), geometries=[content_geometry(g) for g in geometries], **norm)
 
     @classmethod
     def synthetic(
@@ -102,14 +132,6 @@ class CalibrationSet:
         height, width = size
         sequence = generate_sequence(SyntheticConfig(height=height, width=width, num_frames=count), seed=seed)
         return cls(list(sequence.frames), tuple(input_names), **norm)
-
-
-def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    height, width = size
-    if image.shape[:2] == (height, width):
-        return image
-    shrinking = image.shape[0] > height or image.shape[1] > width
-    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
 
 
 def calibration_identity(onnx_sha256: str, data: CalibrationSet, tensorrt_version: str) -> dict[str, Any]:

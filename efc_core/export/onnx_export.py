@@ -1,4 +1,4 @@
-"""PyTorch checkpoint -> ONNX graphs + manifest (DEPLOY.md, Export).
+"""PyTorch checkpoint -> ONNX graphs + manifest (docs/DEPLOY.md, Export).
 
 ``export_onnx`` writes, for ``X.onnx``:
 
@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import warnings
 from pathlib import Path
-from typing import Any
 
 import onnx
 import torch
@@ -33,34 +32,17 @@ from efc_core.contract import (
     OUTPUT_NAMES,
     PAD_MULTIPLE,
     FlowDirection,
+    check_padded_size,
     decoder_input_name,
 )
 from efc_core.errors import ModelError
-from efc_core.export.tensorrt_plan import SUPPORTED_OPSETS, check_opset, file_sha256  # noqa: F401 (re-export)
+from efc_core.export.sizes import DEFAULT_SIZE, DYNAMIC_TRACE_SIZE, export_size, training_size  # noqa: F401 (re-export)
+from efc_core.runtime.engine_plan import SUPPORTED_OPSETS, check_opset, file_sha256  # noqa: F401 (re-export)
 from efc_core.manifest import Manifest, save_manifest
 from efc_core.model.checkpoint import load_model
 from efc_core.model.wrappers import EncoderWrapper, InferenceWrapper, PairDecoderWrapper
 
 LOG = logging.getLogger(__name__)
-DEFAULT_SIZE: tuple[int, int] = (256, 320)
-#: Size traced for dynamic exports when none is given: small, and H != W so axis mix-ups show.
-DYNAMIC_TRACE_SIZE: tuple[int, int] = (128, 192)
-
-
-def training_size(train_config: dict[str, Any]) -> tuple[int, int] | None:
-    """(H, W) the checkpoint was trained at, rounded up to ``PAD_MULTIPLE``; None if unknown."""
-    data = train_config.get("data") or {}
-    if data.get("dataset", "synthetic") == "synthetic":
-        source = data.get("synthetic") or {}
-    else:
-        source = data.get("options") or {}
-    height, width = source.get("height"), source.get("width")
-    if "crop_size" in source and isinstance(source["crop_size"], (list, tuple)):
-        height, width = source["crop_size"]
-    if not isinstance(height, int) or not isinstance(width, int):
-        return None
-    round_up = lambda value: -(-value // PAD_MULTIPLE) * PAD_MULTIPLE  # noqa: E731
-    return round_up(height), round_up(width)
 
 
 def _export_graph(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], path: Path, input_names: list[str],
@@ -117,10 +99,8 @@ def export_onnx(
         raise ValueError(f"give both height and width or neither, got height={height}, width={width}")
     model, checkpoint = load_model(checkpoint_path)
     if height is None:
-        default = DYNAMIC_TRACE_SIZE if dynamic else DEFAULT_SIZE
-        height, width = training_size(checkpoint.get("train_config") or {}) or default
-    if height <= 0 or width <= 0 or height % PAD_MULTIPLE or width % PAD_MULTIPLE:
-        raise ValueError(f"input size {height}x{width} must be positive multiples of {PAD_MULTIPLE}")
+        height, width = export_size(checkpoint, dynamic)
+    check_padded_size(height, width, PAD_MULTIPLE, "export input")
     output_path.parent.mkdir(parents=True, exist_ok=True)
     stem = output_path.name.removesuffix(".onnx")
     generator = torch.Generator().manual_seed(0)
@@ -154,7 +134,7 @@ def export_onnx(
     manifest = Manifest(
         model_name=stem, preset=config.preset, graphs=graphs,
         input_height=None if dynamic else height, input_width=None if dynamic else width,
-        pad_multiple=PAD_MULTIPLE, mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD),
+        pad_multiple=PAD_MULTIPLE, pad_mode=config.pad_mode, mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD),
         input_names=[INPUT_PREV, INPUT_CUR], output_names=outputs, feature_names=list(ENCODER_FEATURES),
         dtypes={name: "float32" for name in tensors}, num_classes=config.num_classes, class_names=class_names,
         palette=[[int(v) for v in colour] for colour in checkpoint.get("palette") or []],

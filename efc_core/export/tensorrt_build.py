@@ -1,4 +1,4 @@
-"""Build a TensorRT engine from an exported ONNX graph, on the target machine (DEPLOY.md).
+"""Build a TensorRT engine from an exported ONNX graph, on the target machine (docs/DEPLOY.md).
 
 Written against the TensorRT 8.5 - 10.x Python API (11.x for FP32): ``Builder``, explicit-batch
 network (the flag exists and is required before 10.0, is gone in 11), ``OnnxParser`` with every
@@ -13,7 +13,7 @@ builder exists; the INT8 calibrator's buffers live there too). Phases and elapse
 (``build_progress``), with TensorRT's progress monitor where the release has one.
 
 The engine ``<stem>.<gpu>.sm<cc>.trt<ver>.<precision>.engine`` gets a sidecar
-``<engine>.json`` (``tensorrt_plan.SIDECAR_KEYS`` plus the build options) that the runtime backend
+``<engine>.json`` (``efc_core.runtime.engine_plan.SIDECAR_KEYS`` plus the build options) that the runtime backend
 checks. An existing engine is reused only when its key *and* its build options (profile, TF32,
 workspace, calibration) match the request; otherwise it is rebuilt.
 """
@@ -38,7 +38,7 @@ from efc_core.export.precision_plan import (
     layer_precision,
     resolve_layer_origins,
 )
-from efc_core.export.tensorrt_plan import (
+from efc_core.runtime.engine_plan import (
     EngineKey,
     TensorRTFeatures,
     build_option_mismatches,

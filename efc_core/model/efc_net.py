@@ -1,4 +1,4 @@
-"""The EFC network: shared encoder, segmentation branch, flow + occlusion branch (METHOD.md §2).
+"""The EFC network: shared encoder, segmentation branch, flow + occlusion branch (docs/METHOD.md §2).
 
 Inputs are ImageNet-normalised RGB: ``(x / 255 - contract.IMAGENET_MEAN) / contract.IMAGENET_STD``
 per channel, (B, 3, H, W) float32. ``forward`` accepts any H, W: it pads right and bottom to a
@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from efc_core.contract import PAD_MULTIPLE
+from efc_core.contract import PAD_MULTIPLE, check_padded_size, padded_size
 from efc_core.model.config import ModelConfig, preset_config
 from efc_core.model.encoder import build_backbone
 from efc_core.model.flow_decoder import FlowDecoder, FlowDecoderOutput
@@ -102,23 +102,21 @@ class EFCNet(nn.Module):
         return output
 
     def _pad(self, images: torch.Tensor) -> torch.Tensor:
-        """Pad right / bottom to multiples of PAD_MULTIPLE (``config.pad_mode``)."""
-        height, width = images.shape[-2:]
-        pad_h = (-height) % PAD_MULTIPLE
-        pad_w = (-width) % PAD_MULTIPLE
-        if pad_h == 0 and pad_w == 0:
+        """Pad right / bottom to ``contract.padded_size`` with ``config.pad_mode`` (the mode an
+        export records in its manifest, so the runtime's preprocessing pads the same way)."""
+        height, width = (int(v) for v in images.shape[-2:])
+        padded_height, padded_width = padded_size(height, width)
+        if (padded_height, padded_width) == (height, width):
             return images
         mode = "replicate" if self.config.pad_mode == "replicate" else "constant"
-        return F.pad(images, (0, pad_w, 0, pad_h), mode=mode)
+        return F.pad(images, (0, padded_width - width, 0, padded_height - height), mode=mode)
 
 
 def _check_padded(image: torch.Tensor) -> None:
     if image.dim() != 4 or image.shape[1] != 3:
         raise ValueError(f"expected a (B, 3, H, W) image batch, got shape {tuple(image.shape)}")
-    height, width = image.shape[-2:]
-    if height % PAD_MULTIPLE or width % PAD_MULTIPLE:
-        raise ValueError(f"image size {height}x{width} is not a multiple of PAD_MULTIPLE={PAD_MULTIPLE}; "
-                         "pad it (EFCNet.forward does) or resize it")
+    height, width = (int(v) for v in image.shape[-2:])
+    check_padded_size(height, width, PAD_MULTIPLE, "image (pad it as EFCNet.forward does, or resize it)")
 
 
 def _flow_prediction(decoded: FlowDecoderOutput, out_size: tuple[int, int] | None) -> FlowPrediction:

@@ -12,7 +12,7 @@ from typing import Mapping, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-from efc_core.contract import OUTPUT_FLOW, OUTPUT_OCCLUSION, OUTPUT_SEG_LOGITS
+from efc_core.contract import OUTPUT_FLOW, OUTPUT_OCCLUSION, OUTPUT_SEG_LOGITS, padded_size
 from efc_core.errors import BackendError, InputError
 from efc_core.manifest import Manifest
 
@@ -68,7 +68,7 @@ def check_image_tensor(tensor: np.ndarray, name: str, manifest: Manifest) -> Non
     if not manifest.is_dynamic and (height, width) != (manifest.input_height, manifest.input_width):
         raise InputError(f"{name} is {height}x{width} but model {manifest.model_name!r} takes "
                          f"{manifest.input_height}x{manifest.input_width}")
-    if manifest.is_dynamic and (height % manifest.pad_multiple or width % manifest.pad_multiple):
+    if manifest.is_dynamic and (height, width) != padded_size(height, width, manifest.pad_multiple):
         raise InputError(f"{name} is {height}x{width}; sides must be multiples of {manifest.pad_multiple}")
 
 

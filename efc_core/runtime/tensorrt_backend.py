@@ -69,7 +69,7 @@ def check_engine_key(engine_path: Path, manifest: Manifest, gpu_name: str, capab
     The ONNX hash is checked when the ONNX graph the engine came from is present (a stale engine
     after re-export); an engine shipped without its ONNX is accepted on the other fields.
     """
-    from efc_core.export.tensorrt_plan import EngineKey, file_sha256, key_mismatches, read_sidecar
+    from efc_core.runtime.engine_plan import EngineKey, file_sha256, key_mismatches, read_sidecar
 
     sidecar = read_sidecar(engine_path)
     kind = engine_kind(engine_path)

@@ -8,6 +8,7 @@ are the reference the other backends are compared with. torch is imported only h
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +25,28 @@ from efc_core.contract import (
     PAD_MULTIPLE,
     FlowDirection,
 )
-from efc_core.errors import BackendError
-from efc_core.manifest import Manifest
+from efc_core.errors import BackendError, ModelError
+from efc_core.manifest import Manifest, load_manifest, manifest_path_for
 from efc_core.runtime.base import Features, ModelOutputs, check_image_tensor, outputs_from_named
+from efc_core.runtime.engine_plan import file_sha256
+
+
+LOG = logging.getLogger(__name__)
+
+
+def _matching_export(checkpoint_path: Path) -> Manifest | None:
+    """The manifest of an ONNX export of this very checkpoint next to it (same SHA-256), or None."""
+    path = manifest_path_for(checkpoint_path)
+    if not path.is_file():
+        return None
+    try:
+        manifest = load_manifest(path)
+    except ModelError as error:
+        LOG.warning("ignoring %s next to checkpoint %s: %s", path, checkpoint_path, error)
+        return None
+    if manifest.checkpoint_sha256 != file_sha256(checkpoint_path):
+        return None
+    return manifest
 
 
 def _import_torch() -> Any:
@@ -44,8 +64,15 @@ class TorchBackend:
     Args:
         model_path: checkpoint written by ``efc_core.model.checkpoint.save_checkpoint``.
         device: torch device string ("cpu", "cuda", "cuda:1"); default CUDA when available.
-        flow_direction: "forward" (prev -> cur on prev's grid) or "backward" (METHOD.md §6).
+        flow_direction: "forward" (prev -> cur on prev's grid) or "backward" (docs/METHOD.md §6).
         threads: CPU threads for torch (None leaves torch's default).
+        dynamic: False (default): run at the size of this checkpoint's ONNX export, so that the
+            torch and ONNX Runtime backends of one checkpoint see the same pixels and agree: the
+            size (and pad mode) of the export's manifest next to the checkpoint (``X.pt`` ->
+            ``X.json``) when its ``checkpoint_sha256`` is this checkpoint's, else the size
+            ``efc export`` would choose (``efc_core.export.sizes.export_size``: the training
+            size). True: accept any multiple of ``PAD_MULTIPLE`` like a dynamic export (the
+            ``Perceptor`` then pads the frame, or uses its ``input_size``).
     """
 
     name = "torch"
@@ -53,8 +80,10 @@ class TorchBackend:
     supports_streaming = True
 
     def __init__(self, model_path: str | Path, *, device: str | None = None,
-                 flow_direction: str = FlowDirection.FORWARD.value, threads: int | None = None) -> None:
+                 flow_direction: str = FlowDirection.FORWARD.value, threads: int | None = None,
+                 dynamic: bool = False) -> None:
         torch = _import_torch()
+        from efc_core.export.sizes import export_size
         from efc_core.model.checkpoint import load_model
         from efc_core.model.wrappers import EncoderWrapper, InferenceWrapper, PairDecoderWrapper
 
@@ -69,13 +98,24 @@ class TorchBackend:
         self._encoder = EncoderWrapper(model).eval()
         self._decoder = PairDecoderWrapper(model, direction).eval()
         config = model.config
+        export = None if dynamic else _matching_export(Path(model_path))
+        if export is not None:
+            (height, width), pad_mode = (export.input_height, export.input_width), export.pad_mode
+        else:
+            (height, width) = (None, None) if dynamic else export_size(checkpoint)
+            pad_mode = str(getattr(config, "pad_mode", "replicate"))
+        LOG.info("torch backend runs %s at %s (%s)", Path(model_path).name,
+                 "any size" if height is None else f"{height}x{width}",
+                 f"as its export {export.source_path}" if export is not None else "dynamic" if dynamic
+                 else "its export size")
         self.manifest = Manifest(
             model_name=Path(model_path).stem,
             preset=str(getattr(config, "preset", "")),
             graphs={"single": Path(model_path).name},
-            input_height=None,  # eager PyTorch takes any multiple of PAD_MULTIPLE
-            input_width=None,
+            input_height=height,
+            input_width=width,
             pad_multiple=PAD_MULTIPLE,
+            pad_mode=pad_mode,
             mean=list(IMAGENET_MEAN),
             std=list(IMAGENET_STD),
             feature_names=list(ENCODER_FEATURES),

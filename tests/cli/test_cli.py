@@ -48,7 +48,7 @@ def test_help_of_every_subcommand():
 
 
 def test_cli_imports_no_torch():
-    code = ("import sys, efc_ros.cli, efc_core.export.tensorrt_plan, efc_core.export.precision_plan; "
+    code = ("import sys, efc_ros.cli, efc_core.runtime.engine_plan, efc_core.export.precision_plan; "
             "efc_ros.cli.build_parser(); assert 'torch' not in sys.modules, 'torch imported'")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr

@@ -18,7 +18,7 @@ from efc_core.errors import BackendError, ModelError
 from efc_core.export.calibration import CalibrationSet
 from efc_core.export.precision_plan import flow_fp32_nodes
 from efc_core.export.tensorrt_build import build_engine
-from efc_core.export.tensorrt_plan import read_sidecar
+from efc_core.runtime.engine_plan import read_sidecar
 from efc_core.manifest import Manifest, save_manifest
 
 from tests.runtime import build_models

@@ -1,4 +1,4 @@
-"""The numpy tier must import on a robot without PyTorch (STYLE.md): checked in a fresh interpreter."""
+"""The numpy tier must import on a robot without PyTorch (docs/STYLE.md): checked in a fresh interpreter."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 REQUIRED = [
     "efc_core.contract", "efc_core.errors", "efc_core.data.synthetic", "efc_core.data.formats",
-    "efc_core.flow_ops", "efc_core.viz", "efc_core.metrics",
+    "efc_core.flow_ops", "efc_core.viz", "efc_core.metrics", "efc_core.runtime.engine_plan",
 ]
 # Written by other parts of the project; checked as soon as they exist.
 OPTIONAL = [

@@ -15,7 +15,7 @@ import torch
 
 from efc_core.errors import ModelError
 from efc_core.export.onnx_export import check_opset, export_onnx
-from efc_core.export.tensorrt_plan import file_sha256
+from efc_core.runtime.engine_plan import file_sha256
 from efc_core.manifest import load_manifest
 from efc_core.model import InferenceWrapper, build_model
 from efc_core.model.checkpoint import load_model, save_checkpoint

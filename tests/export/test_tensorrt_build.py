@@ -4,6 +4,7 @@ pinning) and, where ``tensorrt`` imports (a GPU machine), a real engine build.""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -17,7 +18,7 @@ from efc_core.export.calibration import (
     write_calibration_cache,
 )
 from efc_core.export.precision_plan import flow_fp32_nodes, layer_precision
-from efc_core.export.tensorrt_plan import (
+from efc_core.runtime.engine_plan import (
     EngineKey,
     TensorRTFeatures,
     engine_filename,
@@ -166,7 +167,9 @@ def test_calibration_set_pairs_consecutive_frames_and_normalises(tmp_path):
     # Frame 1 (value 100) is cur of the first pair and prev of the second.
     np.testing.assert_allclose(batches[0]["cur"], batches[1]["prev"])
     expected = (100 / 255 - 0.485) / 0.229
-    assert batches[0]["cur"][0, 0, 0, 0] == pytest.approx(expected, rel=1e-5)
+    # 40x50 frames are letterboxed into 64x64 like the runtime does (content rows 6..56), not stretched.
+    assert batches[0]["cur"][0, 0, 32, 32] == pytest.approx(expected, rel=1e-5)
+    assert batches[0]["cur"][0, 0, 0, 0] == 0.0
     singles = CalibrationSet.from_image_folder(tmp_path, (64, 64), ("image",))
     assert len(singles) == 3
     with pytest.raises(ValueError, match="inputs"):
@@ -184,7 +187,7 @@ def test_calibration_cache_round_trip(tmp_path):
 
 
 def test_build_engine_on_gpu(tmp_path):
-    trt = pytest.importorskip("tensorrt", reason="TensorRT is only installed on the target device (ENVIRONMENT.md)")
+    trt = pytest.importorskip("tensorrt", reason="TensorRT is only installed on the target device (docs/ENVIRONMENT.md)")
     from efc_core.runtime.cuda_layer import cuda_device_count
 
     if cuda_device_count() == 0:
@@ -241,7 +244,7 @@ def test_gather_of_float_coordinates_is_pinned_but_integer_only_layers_are_not()
 
 
 def test_build_options_decide_reuse():
-    from efc_core.export.tensorrt_plan import build_option_mismatches, build_options
+    from efc_core.runtime.engine_plan import build_option_mismatches, build_options
 
     requested = build_options(min_shape=(64, 64), opt_shape=(128, 128), max_shape=(256, 256), tf32=True,
                               workspace_mb=1024)
@@ -265,3 +268,36 @@ def test_calibration_cache_is_tied_to_the_onnx(tmp_path, caplog):
     (tmp_path / "m.int8.cache.json").unlink()
     assert read_calibration_cache(path, identity) is None  # no record: not trusted
     assert data.digest() != CalibrationSet.synthetic(3, (64, 64), ("prev", "cur"), seed=1).digest()
+
+
+def test_calibration_frames_equal_the_runtime_preprocessed_frames(tmp_path):
+    """INT8 calibration used to stretch frames while the runtime letterboxes: the tensors TensorRT
+    calibrated on must be the ones ``Perceptor.process`` feeds the network."""
+    cv2 = pytest.importorskip("cv2")
+    from efc_core.manifest import load_manifest
+    from efc_core.perceptor import Perceptor
+    from efc_core.runtime import create_backend
+
+    model = Path(__file__).resolve().parents[2] / "models" / "efc_demo_tiny.onnx"
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 256, (150, 500, 3), dtype=np.uint8) for _ in range(3)]  # wide: letterboxed
+    for index, frame in enumerate(frames):
+        cv2.imwrite(str(tmp_path / f"frame_{index:03d}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    for pad_mode in ("zeros", "replicate"):
+        backend = create_backend("onnxruntime", model, threads=1)
+        backend.manifest.pad_mode = pad_mode
+        manifest = backend.manifest
+        seen = []
+        infer = backend.infer
+        backend.infer = lambda prev, cur: seen.append(cur.copy()) or infer(prev, cur)
+        perceptor = Perceptor(backend, streaming=False)
+        for index, frame in enumerate(frames):
+            perceptor.process(frame, index * 50_000_000, "camera")
+        data = CalibrationSet.from_image_folder(tmp_path, (manifest.input_height, manifest.input_width),
+                                                ("prev", "cur"), mean=tuple(manifest.mean), std=tuple(manifest.std),
+                                                pad_mode=manifest.pad_mode)
+        calibrated = [batch["cur"] for batch in data.batches()]
+        assert len(calibrated) == 2
+        for ours, runtime in zip(calibrated, seen[1:]):
+            np.testing.assert_array_equal(ours, runtime)
+        assert load_manifest(model).pad_mode == "zeros"  # the shipped manifest predates pad_mode

@@ -223,3 +223,47 @@ def test_unrequested_flow_and_occlusion_are_not_computed_but_the_pair_is_kept(tr
     assert skipped.prev_stamp_ns == 0 and skipped.pair_reset_reason is None  # still paired
     only_occlusion = perceptor.process(frames[2], 100 * MS, "cam", with_flow=False)
     assert only_occlusion.flow is None and only_occlusion.occlusion.shape == (48, 96)
+
+
+def test_straight_path_calls_each_stage_once_per_frame_into_reused_buffers(tmp_path: Path, monkeypatch) -> None:
+    """decode -> preprocess -> infer -> postprocess: each stage once per frame, no stage calling
+    back into the Perceptor, and the single-graph input written into two alternating buffers
+    (the kept partner's tensor is never overwritten) instead of a fresh tensor per frame."""
+    import efc_core.perceptor as perceptor_module
+
+    build_models(tmp_path)
+    calls: list[str] = []
+    for name in ("preprocess", "postprocess"):
+        original = getattr(perceptor_module, name)
+        monkeypatch.setattr(perceptor_module, name,
+                            lambda *a, _name=name, _original=original, **k: calls.append(_name) or _original(*a, **k))
+    backend = CountingBackend(tmp_path / "tiny.onnx", intra_op_threads=1)
+    perceptor = Perceptor(backend, streaming=False)
+    inputs: list[int] = []
+    infer = backend.infer
+    backend.infer = lambda prev, cur: inputs.append(id(cur)) or infer(prev, cur)
+    frames = _frames(5)
+    results = [perceptor.process(frame, index * 10 * MS, "camera") for index, frame in enumerate(frames)]
+    assert calls == ["preprocess", "postprocess"] * 5 and backend.calls["infer"] == 5
+    assert len(set(inputs)) == 2 and inputs[0] != inputs[1] and inputs[0] == inputs[2]
+    # The pair still sees the right partner: frame 4's result equals a fresh Perceptor on frames 3, 4.
+    fresh = Perceptor(create_backend("onnxruntime", tmp_path / "tiny.onnx", intra_op_threads=1), streaming=False)
+    fresh.process(frames[3], 30 * MS, "camera")
+    again = fresh.process(frames[4], 40 * MS, "camera")
+    np.testing.assert_array_equal(again.flow, results[4].flow)
+    np.testing.assert_array_equal(again.segmentation, results[4].segmentation)
+
+
+def test_low_input_share_is_logged_with_the_alternatives(translation_model: Path, caplog) -> None:
+    perceptor = Perceptor(create_backend("onnxruntime", translation_model, intra_op_threads=1))
+    with caplog.at_level("WARNING", logger="efc_core.perceptor"):
+        perceptor.process(np.zeros((64, 256, 3), np.uint8), 0, "wide")      # 64x64 model: 25 % used
+        perceptor.process(np.zeros((64, 256, 3), np.uint8), 10 * MS, "wide")  # logged once per size
+    lines = [r.getMessage() for r in caplog.records if "uses" in r.getMessage()]
+    assert len(lines) == 1 and "256x64 frames into the 64x64 model input uses 25%" in lines[0]
+    assert "resize_mode=stretch" in lines[0]
+    stretched = Perceptor(perceptor.backend, resize_mode="stretch")
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="efc_core.perceptor"):
+        stretched.process(np.zeros((64, 256, 3), np.uint8), 0, "wide")
+    assert not caplog.records

@@ -145,3 +145,51 @@ def test_fusion_blends_the_warped_previous_frame_where_visible() -> None:
     np.testing.assert_allclose(fused[:, 9], 0.5)         # x + 1 = 10 leaves the image
     with pytest.raises(ValueError, match="1.5"):
         fuse_probabilities(current, previous, flow, occlusion, weight=1.5)
+
+
+def test_replicate_padding_equals_efcnet_padding() -> None:
+    """The runtime pads the way the model was built to (manifest ``pad_mode``): EFCNet's replicate
+    padding of a normalised image equals ``preprocess(pad_mode="replicate")`` of the uint8 image."""
+    torch = pytest.importorskip("torch")
+    from efc_core.model.efc_net import EFCNet
+
+    image = np.random.default_rng(2).integers(0, 256, (37, 91, 3), dtype=np.uint8)
+    geometry = plan_geometry(_manifest(None, None), (37, 91))
+    ours = preprocess(image, geometry, IMAGENET_MEAN, IMAGENET_STD, pad_mode="replicate")
+    normalised = preprocess(image, compute_geometry((37, 91), (37, 91), "pad"), IMAGENET_MEAN, IMAGENET_STD)
+    model = EFCNet.__new__(EFCNet)  # only _pad is used: no weights needed
+    model.config = type("Config", (), {"pad_mode": "replicate"})()
+    theirs = EFCNet._pad(model, torch.from_numpy(normalised)).numpy()
+    assert theirs.shape == ours.shape == (1, 3, 64, 128)
+    np.testing.assert_allclose(ours, theirs, atol=1e-6)
+    zeros = preprocess(image, geometry, IMAGENET_MEAN, IMAGENET_STD, pad_mode="zeros")
+    assert not zeros[0, :, 37:].any() and ours[0, :, 37:].any()
+
+
+def test_letterbox_replicate_pads_every_side_and_out_buffer_is_reused() -> None:
+    image = np.random.default_rng(3).integers(0, 256, (48, 96, 3), dtype=np.uint8)
+    geometry = compute_geometry((48, 96), (64, 64))                  # content rows 16..47
+    buffer = np.full((1, 3, 64, 64), 7.0, np.float32)                # stale values must not survive
+    tensor = preprocess(image, geometry, IMAGENET_MEAN, IMAGENET_STD, pad_mode="replicate", out=buffer)
+    assert tensor is buffer
+    np.testing.assert_array_equal(tensor[0, :, :16], np.repeat(tensor[0, :, 16:17], 16, axis=1))
+    np.testing.assert_array_equal(tensor[0, :, 48:], np.repeat(tensor[0, :, 47:48], 16, axis=1))
+    zeros = preprocess(image, geometry, IMAGENET_MEAN, IMAGENET_STD, out=buffer)
+    assert not zeros[0, :, :16].any() and not zeros[0, :, 48:].any()
+    with pytest.raises(ValueError, match="pad_mode 'edge'"):
+        preprocess(image, geometry, IMAGENET_MEAN, IMAGENET_STD, pad_mode="edge")
+
+
+def test_wide_frames_fit_the_pixel_budget_by_aspect() -> None:
+    """A 1242x375 (KITTI) frame letterboxed into 320x256 uses 38 % of the input; fitted by aspect
+    within the same pixel budget it uses 95 %."""
+    fixed = compute_geometry((375, 1242), (256, 320))
+    assert fixed.input_share == pytest.approx(0.38, abs=0.01)
+    from efc_core.preprocess import aspect_fit_size
+
+    size = aspect_fit_size((375, 1242), 256 * 320, 64)
+    assert size == (128, 448) and size[0] * size[1] <= 256 * 320
+    fitted = plan_geometry(_manifest(None, None), (375, 1242), pixel_budget=256 * 320)
+    assert fitted.model_size == (128, 448) and fitted.input_share > 0.9
+    # Frames already within the budget are only padded, as without a budget.
+    assert plan_geometry(_manifest(None, None), (37, 91), pixel_budget=256 * 320).is_identity

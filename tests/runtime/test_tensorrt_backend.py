@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from efc_core.errors import BackendError, ModelError
-from efc_core.export.tensorrt_plan import EngineKey, file_sha256, write_sidecar
+from efc_core.runtime.engine_plan import EngineKey, file_sha256, write_sidecar
 from efc_core.manifest import load_manifest
 from efc_core.runtime import create_backend
 from efc_core.runtime.tensorrt_backend import check_engine_key, engine_kind

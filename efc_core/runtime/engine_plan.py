@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from efc_core.contract import ENCODER_FEATURES, PAD_MULTIPLE
+from efc_core.contract import ENCODER_FEATURES, PAD_MULTIPLE, check_padded_size
 from efc_core.errors import ModelError
 
 PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
@@ -31,12 +31,12 @@ KEY_FIELDS: tuple[str, ...] = ("gpu_name", "compute_capability", "tensorrt_versi
 #: runtime does not compare them (it cannot know what was asked for).
 BUILD_OPTIONS_KEY = "build"
 
-#: Oldest TensorRT with the name-based tensor API (DEPLOY.md); older releases are refused.
+#: Oldest TensorRT with the name-based tensor API (docs/DEPLOY.md); older releases are refused.
 MIN_TENSORRT: tuple[int, int] = (8, 5)
 
 
 #: ONNX opsets the exporter writes. From opset 20 PyTorch writes GridSample mode="linear", which
-#: the TensorRT ONNX parser silently treats as nearest (TensorRT issue #4646, DEPLOY.md).
+#: the TensorRT ONNX parser silently treats as nearest (TensorRT issue #4646, docs/DEPLOY.md).
 SUPPORTED_OPSETS: tuple[int, ...] = (16, 17)
 
 
@@ -61,7 +61,7 @@ def parse_version(version: str) -> tuple[int, int, int]:
 
 @dataclass(frozen=True)
 class TensorRTFeatures:
-    """What the installed TensorRT release offers to the builder (DEPLOY.md, Targets)."""
+    """What the installed TensorRT release offers to the builder (docs/DEPLOY.md, Targets)."""
 
     version: tuple[int, int, int]
 
@@ -123,7 +123,7 @@ def _slug(text: str) -> str:
 def engine_filename(
     stem: str, gpu_name: str, compute_capability: str, tensorrt_version: str, precision: str
 ) -> str:
-    """Engine file name that records everything an engine is tied to (DEPLOY.md: not portable).
+    """Engine file name that records everything an engine is tied to (docs/DEPLOY.md: not portable).
 
     ``engine_filename("model", "NVIDIA Orin", "8.7", "10.3.0.30", "fp16")`` ->
     ``"model.nvidia-orin.sm87.trt10.3.0.fp16.engine"``.
@@ -274,8 +274,7 @@ def profile_shapes(
     """
     sizes = {"min": min_hw, "opt": opt_hw, "max": max_hw}
     for label, (height, width) in sizes.items():
-        if height % pad_multiple or width % pad_multiple or height <= 0 or width <= 0:
-            raise ValueError(f"{label} shape {height}x{width} must be positive multiples of {pad_multiple}")
+        check_padded_size(height, width, pad_multiple, f"{label} shape")
     if not (min_hw[0] <= opt_hw[0] <= max_hw[0] and min_hw[1] <= opt_hw[1] <= max_hw[1]):
         raise ValueError(f"profile sizes must satisfy min <= opt <= max, got {min_hw}, {opt_hw}, {max_hw}")
     shapes = {}
