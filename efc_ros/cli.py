@@ -18,20 +18,9 @@ from pathlib import Path
 from typing import Sequence
 
 from efc_core.errors import EfcError
+from efc_ros.cli_args import configure_cli_logging, parse_size_wh
 
 PROGRAM = "efc"
-
-
-def parse_size_wh(text: str) -> tuple[int, int]:
-    """``"640x480"`` (WIDTHxHEIGHT) -> ``(480, 640)`` as (H, W); ``ValueError`` naming bad text."""
-    parts = text.lower().strip().split("x")
-    try:
-        width, height = (int(part) for part in parts)
-    except ValueError:
-        raise ValueError(f"size {text!r} is not WIDTHxHEIGHT (e.g. 640x480)") from None
-    if width <= 0 or height <= 0:
-        raise ValueError(f"size {text!r} must be positive")
-    return height, width
 
 
 def _add_export(subparsers: argparse._SubParsersAction) -> None:
@@ -43,10 +32,12 @@ def _add_export(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("output", type=Path, nargs="?", help="ONNX file to write (X.onnx); or use -o")
     parser.add_argument("-o", "--output", dest="output_option", type=Path, help="ONNX file to write (X.onnx)")
     size = parser.add_mutually_exclusive_group()
-    size.add_argument("--size", help="fixed input WIDTHxHEIGHT, multiples of 64 (default: the training size or 320x256)")
+    size.add_argument("--size",
+                      help="fixed input WIDTHxHEIGHT, multiples of 64 (default: the training size or 320x256)")
     size.add_argument("--dynamic", action="store_true", help="dynamic height/width axes (multiples of 64)")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset, 16 or 17 (default 17)")
-    parser.add_argument("--direction", default="forward", choices=["forward", "backward"], help="flow direction of the export")
+    parser.add_argument("--direction", default="forward", choices=["forward", "backward"],
+                        help="flow direction of the export")
     parser.add_argument("--no-split", action="store_true", help="skip the streaming encoder/decoder graphs")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing export of the same name")
     parser.set_defaults(handler=_run_export)
@@ -78,7 +69,8 @@ def _run_export(args: argparse.Namespace) -> int:
 
 def _check_export_target(output: Path, checkpoint: Path, *, overwrite: bool) -> None:
     """Refuse to replace an export (X.onnx, X.encoder.onnx, X.decoder.onnx, X.json) or the checkpoint
-    without ``--overwrite``, and probe that the folder is writable, before torch is imported."""
+    without ``--overwrite``, and probe that the folder is writable, before torch is imported.
+    """
     from efc_ros.output_paths import check_output_apart, check_writable_file
 
     check_output_apart(output, [checkpoint])
@@ -218,6 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point ``efc``; returns the process exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    configure_cli_logging(PROGRAM)
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return int(args.handler(args) or 0)

@@ -1,10 +1,17 @@
-"""Argument parsers shared by the command lines (``efc``, ``efc bag``, benchmarks, recipes).
+"""What the command lines share (``efc``, ``efc bag``, the demo, benchmarks, recipes): argument parsers
+and the console form of library log messages.
 
 A leaf module: it imports nothing from the project, so every CLI can use it without importing
 ``efc_ros.cli`` (which imports the subcommands back, an import cycle).
 """
 
 from __future__ import annotations
+
+import logging
+import sys
+
+#: Loggers of the library code whose messages a command line shows (library code never prints).
+LIBRARY_LOGGERS = ("efc_core", "efc_ros")
 
 
 def parse_size_wh(text: str) -> tuple[int, int]:
@@ -21,3 +28,31 @@ def parse_size_wh(text: str) -> tuple[int, int]:
     if width <= 0 or height <= 0:
         raise ValueError(f"size {text!r} must be positive")
     return height, width
+
+
+class _ConsoleFormatter(logging.Formatter):
+    """``efc: message`` for information, ``efc: warning: message`` from warnings up."""
+
+    def __init__(self, program: str) -> None:
+        super().__init__()
+        self.program = program
+
+    def format(self, record: logging.LogRecord) -> str:  # noqa: A003  (overrides logging.Formatter.format)
+        level = "" if record.levelno < logging.WARNING else f"{record.levelname.lower()}: "
+        return f"{self.program}: {level}{record.getMessage()}"
+
+
+def configure_cli_logging(program: str, level: int = logging.INFO) -> None:
+    """Show the library's log records on stderr as ``PROGRAM: [level: ]message`` lines.
+
+    Idempotent: a second call (tests call ``main`` many times) replaces the handler, which writes to
+    the ``sys.stderr`` of the moment.
+    """
+    for name in LIBRARY_LOGGERS:
+        logger = logging.getLogger(name)
+        for handler in [h for h in logger.handlers if isinstance(h.formatter, _ConsoleFormatter)]:
+            logger.removeHandler(handler)
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(_ConsoleFormatter(program))
+        logger.addHandler(handler)
+        logger.setLevel(level)

@@ -1,9 +1,11 @@
 """The ``efc`` console entry, run for real (``python -m efc_ros.cli`` in a subprocess), and the
-comparison / statistics helpers behind ``verify`` and ``bench``."""
+comparison / statistics helpers behind ``verify`` and ``bench``.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -14,7 +16,7 @@ import pytest
 
 from efc_core.runtime import ModelOutputs
 from efc_ros.bench import latency_stats, summarise, time_calls
-from efc_ros.cli import parse_size_wh
+from efc_ros.cli_args import configure_cli_logging, parse_size_wh
 from efc_ros.verify import backend_for, compare_outputs, tolerance_failures
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -58,7 +60,8 @@ def test_cli_imports_no_torch():
 def test_bad_inputs_exit_non_zero_with_one_line(tmp_path):
     assert_one_line_error(efc("export", tmp_path / "missing.pt", tmp_path / "x.onnx"), 2, "missing.pt")
     assert_one_line_error(efc("export", tmp_path / "missing.pt"), 2, "-o MODEL.onnx")
-    assert_one_line_error(efc("export", tmp_path / "missing.pt", tmp_path / "x.onnx", "--opset", "20"), 2, "opset 20", "linear")
+    assert_one_line_error(efc("export", tmp_path / "missing.pt", tmp_path / "x.onnx", "--opset", "20"), 2, "opset 20",
+                          "linear")
     notes = tmp_path / "model.txt"
     notes.write_text("not a model")
     assert_one_line_error(efc("verify", notes, notes), 2, "suffix '.txt'")
@@ -68,6 +71,16 @@ def test_bad_inputs_exit_non_zero_with_one_line(tmp_path):
     assert_one_line_error(efc("bench", "--sizes", "640by480"), 2, "WIDTHxHEIGHT")
     # argparse's own usage errors keep argparse's exit code 2.
     assert efc("verify").returncode == 2
+
+
+def test_library_log_records_reach_the_console_once(capsys):
+    # Library code logs instead of printing; the CLI shows those records as "efc: ..." lines.
+    configure_cli_logging("efc")
+    configure_cli_logging("efc")  # a second main() in one process must not double the lines
+    logging.getLogger("efc_ros.bag.io").info("removed %s", "/tmp/x")
+    logging.getLogger("efc_core.edge").warning("odd %d", 3)
+    logging.getLogger("efc_core.edge").debug("not shown")
+    assert capsys.readouterr().err.splitlines() == ["efc: removed /tmp/x", "efc: warning: odd 3"]
 
 
 def test_parse_size_and_backend_inference():
@@ -153,7 +166,8 @@ def exported(checkpoints):
 def test_export_then_verify_passes_and_other_checkpoint_fails(checkpoints, exported, shared_data):
     folder, (checkpoint, other) = checkpoints
     manifest = json.loads((folder / "seed0.json").read_text())
-    assert (manifest["input_height"], manifest["input_width"]) == (64, 128) and manifest["graphs"] == {"single": "seed0.onnx"}
+    assert (manifest["input_height"], manifest["input_width"]) == (64, 128)
+    assert manifest["graphs"] == {"single": "seed0.onnx"}
 
     report_path = folder / "verify.json"
     # Real frames (Middlebury RubberWhale 584x388), resized to 150x100 and letterboxed to 128x64.
