@@ -49,6 +49,7 @@ def check_padded_size(height: int, width: int, multiple: int = PAD_MULTIPLE, nam
         raise ValueError(f"{name} size {height}x{width} (HxW) must be positive multiples of {multiple} "
                          f"(pad_multiple)")
 
+
 INPUT_PREV = "prev"
 INPUT_CUR = "cur"
 INPUT_IMAGE = "image"

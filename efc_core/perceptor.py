@@ -39,7 +39,8 @@ class PerceptionResult:
 
     segmentation: (H, W) uint8 class ids. seg_probabilities: (H, W, K) float32 when requested.
     flow: (H, W, 2) float32 (dx, dy) in input pixels, on the grid given by ``flow_direction``
-    (forward: previous frame's grid, prev -> cur; backward: current grid, cur -> prev); None
+    (forward: flow_fw, image1 = the previous frame -> image2 = this frame, on image1's grid;
+    backward: flow_bw, image2 -> image1 on image2's grid); None
     when the frame had no valid predecessor (``pair_reset_reason`` says why, ``prev_stamp_ns``
     is None) or when the caller did not ask for it (``process(with_flow=False)``); smaller than
     the input with ``flow_scale < 1`` (vectors then in pixels of the flow grid).

@@ -90,7 +90,8 @@ def _check_size(size: Sequence[int], name: str) -> tuple[int, int]:
     return int(size[0]), int(size[1])
 
 
-def compute_geometry(input_size: tuple[int, int], model_size: tuple[int, int], mode: str = "letterbox") -> ResizeGeometry:
+def compute_geometry(input_size: tuple[int, int], model_size: tuple[int, int],
+                     mode: str = "letterbox") -> ResizeGeometry:
     """Geometry of fitting an image of ``input_size`` (H, W) into ``model_size`` (h, w).
 
     Modes: ``"letterbox"`` keeps the aspect ratio (scale ``min(h/H, w/W)``) and centres the
@@ -238,8 +239,10 @@ def resize_to_content(image: np.ndarray, geometry: ResizeGeometry) -> np.ndarray
 
 
 def content_geometry(geometry: ResizeGeometry) -> ResizeGeometry:
-    """The geometry that places an already resized content (``resize_to_content``) like ``geometry``:
-    ``preprocess(resize_to_content(image, g), content_geometry(g), ...) == preprocess(image, g, ...)``."""
+    """The geometry that places an already resized content (``resize_to_content``) like ``geometry``.
+
+    ``preprocess(resize_to_content(image, g), content_geometry(g), ...) == preprocess(image, g, ...)``.
+    """
     return dataclasses.replace(geometry, input_height=geometry.content_height, input_width=geometry.content_width)
 
 

@@ -65,15 +65,19 @@ def camera_frames(size: tuple[int, int], count: int = 2, seed: int = 0) -> list[
     return list(sequence.frames)
 
 
-def bench_backend(backend, size: tuple[int, int], warmup: int, iters: int) -> list[dict]:
-    """All measurements of one backend at camera ``size`` (H, W); one dict per graph."""
-    from efc_core.perceptor import Perceptor
-    from efc_core.preprocess import plan_geometry, preprocess
+def bench_backend(backend, size: tuple[int, int], warmup: int, iters: int, config=None) -> list[dict]:
+    """All measurements of one backend at camera ``size`` (H, W); one dict per graph.
 
-    manifest = backend.manifest
+    ``config``: the ``PerceptorConfig`` of the pipeline rows (default: the defaults, i.e. the node's).
+    """
+    from efc_core.perceptor_config import PerceptorConfig, build_perceptor
+
+    config = config if config is not None else PerceptorConfig(backend=backend.name)
     frames = camera_frames(size)
-    geometry = plan_geometry(manifest, size)
-    tensors = [preprocess(frame, geometry, manifest.mean, manifest.std) for frame in frames]
+    probe = build_perceptor(config, backend)
+    geometry = probe.geometry_for(size)
+    # The graph rows get the pipeline's own input tensors (one pass of preprocess through the Perceptor).
+    tensors = [_input_tensor(probe, frame) for frame in frames]
     base = {"backend": backend.name, "precision": backend.precision, "camera_size": list(size),
             "model_size": list(geometry.model_size)}
     if backend.name == "tensorrt":
@@ -93,7 +97,7 @@ def bench_backend(backend, size: tuple[int, int], warmup: int, iters: int) -> li
 
     stage_samples: dict[str, list[float]] = {}
     for streaming in ((True, False) if backend.supports_streaming else (False,)):
-        perceptor = Perceptor(backend, streaming=streaming)
+        perceptor = build_perceptor(config.replace(streaming=streaming), backend)
         perceptor.process(frames[0], 0)  # the first frame only fills the pair
 
         def pipeline_frame(index: int) -> None:
@@ -110,6 +114,15 @@ def bench_backend(backend, size: tuple[int, int], warmup: int, iters: int) -> li
         rows.append({**base, "graph": "pipeline-streaming" if streaming else "pipeline-single", **wall,
                      "stages_p50_ms": stages, "pre_post_share": share})
     return rows
+
+
+def _input_tensor(perceptor, frame: np.ndarray) -> np.ndarray:
+    """The network input ``perceptor`` makes of ``frame`` (the runtime's preprocessing, copied out)."""
+    from efc_core.preprocess import preprocess
+
+    manifest = perceptor.manifest
+    return preprocess(frame, perceptor.geometry_for(frame.shape[:2]), manifest.mean, manifest.std,
+                      manifest.dtype_of(manifest.input_names[1]), pad_mode=manifest.pad_mode)
 
 
 def summarise(rows: list[dict]) -> dict:
@@ -163,14 +176,18 @@ def resolve_models(models: list[Path], backends: list[str], workdir: Path) -> di
     return chosen
 
 
-def backend_options(kind: str, threads: int | None, cuda_graph: bool = False, device: int = 0) -> dict:
-    """The ``create_backend`` options of ``kind``: CPU threads for onnxruntime / torch only (the
-    TensorRT backend has no thread option), CUDA graph and device for tensorrt only."""
+def perceptor_config(kind: str, path: Path, threads: int | None, cuda_graph: bool = False, device: int = 0):
+    """The ``PerceptorConfig`` of one benchmarked backend.
+
+    CPU threads reach onnxruntime / torch only (the config gives TensorRT none); CUDA graph and
+    device reach tensorrt.
+    """
+    from efc_core.perceptor_config import PerceptorConfig
+
     if threads is not None and threads < 1:
         raise ValueError(f"--threads must be >= 1, got {threads}")
-    if kind == "tensorrt":
-        return {"cuda_graph": cuda_graph, "device": device}
-    return {} if threads is None else {"threads": threads}
+    return PerceptorConfig(backend=kind, model_path=str(path), threads=threads or 0, cuda_graph=cuda_graph,
+                           device=device)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -190,7 +207,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_cli(args: argparse.Namespace) -> int:
-    from efc_core.runtime import create_backend
+    from efc_core.perceptor_config import build_backend
     from efc_ros.cli_args import parse_size_wh
 
     backends = [name.strip() for name in args.backends.split(",") if name.strip()]
@@ -202,12 +219,14 @@ def run_cli(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="efc-bench-") as workdir:
         models = resolve_models(list(args.models), backends, Path(workdir))
         for kind, path in models.items():
-            backend = create_backend(kind, path, **backend_options(kind, args.threads, args.cuda_graph, args.device))
+            config = perceptor_config(kind, path, args.threads, args.cuda_graph, args.device)
+            backend = build_backend(config)
             try:
                 for size in sizes:
                     # Progress on stderr: a 1280x720 torch run takes minutes on a small CPU.
                     print(f"bench: {kind} {size[1]}x{size[0]} ...", file=sys.stderr, flush=True)
-                    rows.extend({**row, "model": str(path)} for row in bench_backend(backend, size, args.warmup, args.iters))
+                    rows.extend({**row, "model": str(path)}
+                                for row in bench_backend(backend, size, args.warmup, args.iters, config))
             finally:
                 backend.close()
     report = {"environment": {**environment(args.threads), "cuda_graph": args.cuda_graph},

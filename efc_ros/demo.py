@@ -12,16 +12,16 @@ import time
 from pathlib import Path
 
 from efc_core.errors import EfcError
+from efc_core.perceptor_config import PerceptorConfig, build_perceptor
+from efc_ros.cli_args import parse_size_wh
+from efc_ros.perceptor_args import add_perceptor_arguments, perceptor_config_from_args
 
 
-def run_demo(output_dir: Path, *, frames: int, size: tuple[int, int], backend: str, model: Path | None) -> dict:
-    """Run the chain into ``output_dir``; returns the evaluation report."""
-    from efc_core.perceptor import Perceptor
-    from efc_core.runtime import create_backend
+def run_demo(output_dir: Path, *, frames: int, size: tuple[int, int], config: PerceptorConfig) -> dict:
+    """Run the chain into ``output_dir`` with the Perceptor of ``config``; returns the evaluation report."""
     from efc_ros.bag.evaluate import evaluate_bag, markdown_report, write_report
     from efc_ros.bag.make_synthetic import SyntheticBagOptions, make_synthetic_bag
     from efc_ros.bag.process import process_bag
-    from efc_ros.model_paths import default_model_path
 
     output_dir.mkdir(parents=True, exist_ok=True)
     camera_bag, outputs_bag, report_dir = output_dir / "camera_bag", output_dir / "outputs_bag", output_dir / "report"
@@ -30,11 +30,11 @@ def run_demo(output_dir: Path, *, frames: int, size: tuple[int, int], backend: s
     make_synthetic_bag(camera_bag, SyntheticBagOptions(width=width, height=height, num_frames=frames, seed=2024),
                        overwrite=True)
     print(f"[1/3] synthetic camera bag with ground truth: {camera_bag} ({frames} frames, {width}x{height})")
-    model_path = model or default_model_path()
-    perceptor = Perceptor(create_backend(backend, model_path))
+    perceptor = build_perceptor(config)
     stats = process_bag(camera_bag, outputs_bag, perceptor, overwrite=True)
     summary = stats.as_dict()
-    print(f"[2/3] {backend} on {model_path.name}: {stats.frames} frames at {summary['frames_per_second']:.1f} frames/s "
+    print(f"[2/3] {config.backend} on {Path(config.model_path).name}: {stats.frames} frames at "
+          f"{summary['frames_per_second']:.1f} frames/s "
           f"-> {outputs_bag}")
     report, state = evaluate_bag(outputs_bag)
     paths = write_report(report, state, report_dir)
@@ -53,14 +53,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=Path("outputs/demo"))
     parser.add_argument("--frames", type=int, default=40)
     parser.add_argument("--size", default="320x240", help="WIDTHxHEIGHT of the synthetic camera")
-    parser.add_argument("--backend", default="onnxruntime")
-    parser.add_argument("--model", type=Path, default=None)
+    add_perceptor_arguments(parser)
     args = parser.parse_args(argv)
-    from efc_ros.cli import parse_size_wh
 
     try:
         height, width = parse_size_wh(args.size)
-        run_demo(args.output, frames=args.frames, size=(width, height), backend=args.backend, model=args.model)
+        run_demo(args.output, frames=args.frames, size=(width, height), config=perceptor_config_from_args(args))
     except (EfcError, ValueError, FileNotFoundError) as error:
         print(f"demo: error: {error}", file=sys.stderr)
         return 2

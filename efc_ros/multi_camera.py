@@ -4,7 +4,8 @@
 
 starts one ``PerceptionNode`` per camera, each in its own namespace (``/front/image`` ->
 ``/front/segmentation`` ...), with its own pairing state and worker thread, but one model in memory:
-nodes whose backend parameters (``backend``, ``model_path``, ``num_threads``) are equal share one
+nodes whose backend settings (``backend``, ``model_path`` and the backend options of their
+``PerceptorConfig``: threads, device, ...) are equal share one
 backend, whose calls are serialised by a lock. Parameters given with ``-p`` apply to every camera;
 a params file can set one camera's with its node key (``/front/efc_perception:``).
 """
@@ -61,15 +62,16 @@ class SharedBackend:
 
 
 class SharedBackendProvider:
-    """``backend_provider`` for ``PerceptionNode``: one backend per distinct (backend, model, threads)."""
+    """``backend_provider`` for ``PerceptionNode``: one backend per distinct (backend, model, backend options)."""
 
     def __init__(self) -> None:
-        self._shared: dict[tuple[str, str, int], SharedBackend] = {}
+        self._shared: dict[tuple[Any, ...], SharedBackend] = {}
         self._owned: list[Any] = []
 
     def __call__(self, settings: PerceptionParameters) -> SharedBackend:
         """The shared backend for ``settings``; created (``ModelError``/``BackendError``) on first use."""
-        key = (settings.backend, settings.model_path, settings.num_threads)
+        config = settings.perceptor_config()
+        key = (config.backend, config.model_path, tuple(sorted(config.backend_options().items())))
         shared = self._shared.get(key)
         if shared is None:
             backend = load_backend(settings)

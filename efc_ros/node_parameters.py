@@ -1,9 +1,13 @@
 """The perception node's parameters: one table of specs, descriptors, validation and a typed snapshot.
 
+The model and pipeline parameters are not written here: they are ``efc_core.perceptor_config``'s
+``PerceptorConfig`` fields (default, description, choices, limits, whether they may change at
+runtime), turned into ROS parameters under the names users already type (``num_threads``,
+``max_frame_gap``). Only the node's own parameters (outputs, topics, input checks) are listed here.
 Every parameter is declared with a ``ParameterDescriptor`` (description, range, read-only where a
 change would need a new model or new subscriptions). rclpy itself enforces types, ranges and
-read-only; the choices of string parameters and the cross-parameter rules are checked here, both at
-start-up and in the node's ``add_on_set_parameters_callback`` (docs/ROS_NODE.md §9).
+read-only; the choices of string parameters and the cross-parameter rules are checked here (with
+the config's one value check), both at start-up and in the node's ``add_on_set_parameters_callback``.
 ``config/perception.yaml`` lists the same names with the same defaults (a test checks it).
 """
 
@@ -15,8 +19,8 @@ from typing import Any, Mapping
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
 
-BACKENDS: tuple[str, ...] = ("onnxruntime", "tensorrt", "torch")
-RESIZE_MODES: tuple[str, ...] = ("letterbox", "stretch")
+from efc_core.perceptor_config import PERCEPTOR_FIELDS, FieldSpec, PerceptorConfig, check_setting
+
 QOS_RELIABILITIES: tuple[str, ...] = ("best_effort", "reliable")
 CORRUPT_IMAGE_POLICIES: tuple[str, ...] = ("skip", "publish")
 #: Read-only in the plain node, but settable while the lifecycle node is unconfigured (a failed
@@ -56,80 +60,30 @@ class ParameterSpec:
                 FloatingPointRange(from_value=self.float_range[0], to_value=self.float_range[1], step=0.0)
             ]
         if self.choices is not None:
-            descriptor.additional_constraints = "one of: " + ", ".join(self.choices)
+            descriptor.additional_constraints = "one of: " + ", ".join(c or '""' for c in self.choices)
         return descriptor
 
     def check(self, value: Any) -> str | None:
         """Return why ``value`` is invalid for this parameter, or None when it is valid."""
-        if type(value) is not type(self.default):
-            return f"{self.name} must be of type {type(self.default).__name__}, got {value!r}"
-        if self.choices is not None and value not in self.choices:
-            return f"{self.name} must be one of {', '.join(self.choices)}; got {value!r}"
-        limits = self.int_range or self.float_range
-        if limits is not None and not limits[0] <= value <= limits[1]:
-            return f"{self.name} must be in [{limits[0]}, {limits[1]}], got {value!r}"
-        return None
+        return check_setting(self.name, value, self.default, self.choices, self.int_range or self.float_range)
 
 
-PARAMETER_SPECS: tuple[ParameterSpec, ...] = (
-    ParameterSpec(
-        "backend", "onnxruntime",
-        "Inference backend: onnxruntime (CPU/GPU), tensorrt (engine + cuda-python or pycuda) or torch (checkpoint).",
-        read_only=True, choices=BACKENDS,
-    ),
-    ParameterSpec(
-        "model_path", "",
-        "ONNX model, TensorRT engine or checkpoint, with its .json manifest next to it. Empty: the shipped "
-        "demo model (share/efc_ros/models/efc_demo_tiny.onnx).",
-        read_only=True,
-    ),
-    ParameterSpec(
-        "num_threads", 0,
-        "Intra-op CPU threads of the onnxruntime backend (0 = library default: all cores).",
-        read_only=True, int_range=(0, 256),
-    ),
-    ParameterSpec(
-        "cuda_graph", False,
-        "tensorrt backend: capture and replay CUDA graphs at fixed input sizes (needs cuda-python; falls back "
-        "to plain execution with a warning).",
-        read_only=True,
-    ),
-    ParameterSpec(
-        "input_width", 0,
-        "Model input width in pixels (0 = the manifest's size, or the camera size rounded to the pad multiple "
-        "for dynamic models). Set with input_height.",
-        read_only=True, int_range=(0, 8192),
-    ),
-    ParameterSpec(
-        "input_height", 0,
-        "Model input height in pixels (0 = model default). Set with input_width.",
-        read_only=True, int_range=(0, 8192),
-    ),
-    ParameterSpec(
-        "resize_mode", "letterbox",
-        "How camera frames are fitted to the model input: letterbox (keep aspect, pad) or stretch. Undone on "
-        "the outputs.",
-        read_only=True, choices=RESIZE_MODES,
-    ),
-    ParameterSpec(
-        "streaming", True,
-        "Encode each frame once and reuse the previous frame's features (needs encoder/decoder graphs; falls "
-        "back to the pair graph).",
-        read_only=True,
-    ),
-    ParameterSpec(
-        "max_frame_gap", 0.5,
-        "Largest time in seconds between two paired frames; larger gaps, time going backwards, frame_id or "
-        "size changes reset the pair. Frames are paired with the previous *processed* frame, so this must "
-        "exceed the inference time when the camera is faster than inference.",
-        float_range=(0.001, 3600.0),
-    ),
-    ParameterSpec(
-        "temporal_fusion", 0.0,
-        "Weight of the previous frame's flow-warped class probabilities in the current segmentation (0 = "
-        "off).",
-        float_range=(0.0, 0.95),
-    ),
+def _perceptor_parameter(setting: FieldSpec) -> ParameterSpec:
+    """The ROS parameter of one ``PerceptorConfig`` field (``efc_core.perceptor_config.FieldSpec``)."""
+    limits = setting.limits
+    is_int = type(setting.default) is int
+    return ParameterSpec(
+        setting.ros_name, setting.default, setting.description, read_only=not setting.runtime,
+        int_range=(int(limits[0]), int(limits[1])) if limits is not None and is_int else None,
+        float_range=(float(limits[0]), float(limits[1])) if limits is not None and not is_int else None,
+        choices=setting.choices,
+    )
+
+
+#: ROS name -> ``PerceptorConfig`` field, for the parameters that configure the Perceptor.
+PERCEPTOR_PARAMETERS: dict[str, str] = {setting.ros_name: setting.name for setting in PERCEPTOR_FIELDS}
+
+NODE_PARAMETER_SPECS: tuple[ParameterSpec, ...] = (
     ParameterSpec(
         "occlusion_threshold", 0.5,
         "Occlusion probability above which a pixel is published as occluded (255) in the occlusion mask.",
@@ -198,45 +152,28 @@ PARAMETER_SPECS: tuple[ParameterSpec, ...] = (
     ),
 )
 
+PARAMETER_SPECS: tuple[ParameterSpec, ...] = (
+    tuple(_perceptor_parameter(setting) for setting in PERCEPTOR_FIELDS) + NODE_PARAMETER_SPECS
+)
 SPECS_BY_NAME: dict[str, ParameterSpec] = {spec.name: spec for spec in PARAMETER_SPECS}
 RUNTIME_PARAMETERS: frozenset[str] = frozenset(spec.name for spec in PARAMETER_SPECS if not spec.read_only)
 
 
-@dataclass(frozen=True)
-class PerceptionParameters:
-    """Typed snapshot of every parameter; field names equal the ROS parameter names."""
-
-    backend: str = "onnxruntime"
-    model_path: str = ""
-    num_threads: int = 0
-    cuda_graph: bool = False
-    input_width: int = 0
-    input_height: int = 0
-    resize_mode: str = "letterbox"
-    streaming: bool = True
-    max_frame_gap: float = 0.5
-    temporal_fusion: float = 0.0
-    occlusion_threshold: float = 0.5
-    flow_color_max: float = 0.0
-    flow_scale: float = 1.0
-    overlay_alpha: float = 0.5
-    publish_occlusion_probability: bool = False
-    use_compressed: bool = False
-    qos_reliability: str = "best_effort"
-    qos_depth: int = 5
-    diagnostics_period: float = 1.0
-    max_image_pixels: int = 1 << 25
-    corrupt_image_policy: str = "skip"
-    log_throttle_sec: float = 5.0
+class _ParameterMethods:
+    """Methods of ``PerceptionParameters`` (its fields are generated from ``PARAMETER_SPECS``)."""
 
     @property
     def input_size(self) -> tuple[int, int] | None:
         """(height, width) of the model input, or None for the model's default."""
-        return None if self.input_width == 0 else (self.input_height, self.input_width)
+        return self.perceptor_config().input_size
 
-    def replace(self, changes: Mapping[str, Any]) -> "PerceptionParameters":
+    def perceptor_config(self) -> PerceptorConfig:
+        """The ``PerceptorConfig`` these parameters give (``ValueError`` on a bad combination)."""
+        return PerceptorConfig(**{field: getattr(self, name) for name, field in PERCEPTOR_PARAMETERS.items()})
+
+    def replace(self, changes: Mapping[str, Any]) -> Any:
         """A validated copy with ``changes`` applied; ``ParameterError`` naming the first bad value."""
-        candidate = dataclasses.replace(self, **dict(changes))
+        candidate = dataclasses.replace(self, **dict(changes))  # type: ignore[type-var]
         reason = candidate.problem()
         if reason is not None:
             raise ParameterError(reason)
@@ -248,12 +185,21 @@ class PerceptionParameters:
             reason = spec.check(getattr(self, spec.name))
             if reason is not None:
                 return reason
-        if (self.input_width == 0) != (self.input_height == 0):
-            return (
-                f"input_width and input_height must both be 0 (model default) or both set, "
-                f"got input_width={self.input_width}, input_height={self.input_height}"
-            )
+        try:
+            self.perceptor_config()  # the config's cross-field rules (input_width with input_height)
+        except ValueError as error:
+            return str(error)
         return None
+
+
+#: Typed snapshot of every parameter; field names equal the ROS parameter names, defaults are the
+#: specs' (for the Perceptor's parameters: ``PerceptorConfig``'s).
+PerceptionParameters = dataclasses.make_dataclass(
+    "PerceptionParameters",
+    [(spec.name, type(spec.default), dataclasses.field(default=spec.default)) for spec in PARAMETER_SPECS],
+    bases=(_ParameterMethods,), frozen=True,
+    namespace={"__module__": __name__, "__doc__": "Typed snapshot of every parameter (field names: ROS names)."},
+)
 
 
 def check_parameter_changes(current: PerceptionParameters, changes: Mapping[str, Any],

@@ -48,6 +48,7 @@ from efc_core.edge.input_limits import error_kind
 from efc_core.edge.stamps import stamp_to_ns
 from efc_core.errors import BackendError, EfcError, InputError, ModelError
 from efc_core.perceptor import Perceptor, PerceptionResult
+from efc_core.perceptor_config import build_backend, build_perceptor
 from efc_ros.diagnostics import NodeStatistics, diagnostic_array
 from efc_ros.image_conversions import rendered_to_msg
 from efc_ros.inference_worker import LatestFrameWorker
@@ -91,17 +92,10 @@ def load_backend(settings: PerceptionParameters) -> Any:
     Raises:
         ModelError: the model file or its manifest is missing or inconsistent.
         BackendError: the backend library is missing or cannot run the model.
+        ValueError: the model's precision is not the ``precision`` parameter.
     """
-    # Imported here: the runtime pulls in onnxruntime (or TensorRT) only when a node starts.
-    from efc_core.runtime import create_backend
-
-    path = settings.model_path or str(default_model_path())
-    options: dict[str, Any] = {}
-    if settings.num_threads > 0 and settings.backend == "onnxruntime":
-        options["intra_op_threads"] = settings.num_threads
-    if settings.backend == "tensorrt" and settings.cuda_graph:
-        options["cuda_graph"] = True
-    return create_backend(settings.backend, path, **options)
+    config = settings.perceptor_config()
+    return build_backend(config, config.model_path or str(default_model_path()))
 
 
 class OutputPublishers:
@@ -236,14 +230,7 @@ class PerceptionCallbacks:
         return QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
 
     def _build_perceptor(self, settings: PerceptionParameters) -> Perceptor:
-        return Perceptor(
-            self.backend,
-            input_size=settings.input_size,
-            resize_mode=settings.resize_mode,
-            max_frame_gap_s=settings.max_frame_gap,
-            temporal_fusion=settings.temporal_fusion,
-            streaming=settings.streaming,
-        )
+        return build_perceptor(settings.perceptor_config(), self.backend)
 
     # ---- callbacks (executor thread): never block on inference ----
 

@@ -98,7 +98,8 @@ class CalibrationSet:
         resize_mode: str = "letterbox", **norm: Any,
     ) -> "CalibrationSet":
         """Camera frames of any size, fitted into the model input ``size`` (H, W) with the runtime's
-        ``compute_geometry(frame size, size, resize_mode)`` and resize."""
+        ``compute_geometry(frame size, size, resize_mode)`` and resize.
+        """
         geometries = [compute_geometry(frame.shape[:2], size, resize_mode) for frame in frames]
         contents = [resize_to_content(frame, geometry) for frame, geometry in zip(frames, geometries)]
         return cls(contents, tuple(input_names), geometries=[content_geometry(g) for g in geometries], **norm)
@@ -109,7 +110,8 @@ class CalibrationSet:
         resize_mode: str = "letterbox", **norm: Any,
     ) -> "CalibrationSet":
         """Images of ``folder`` in sorted order (video frames), fitted into ``size`` (H, W) as the
-        runtime fits camera frames (``resize_mode``, default letterbox like the node)."""
+        runtime fits camera frames (``resize_mode``, default letterbox like the node).
+        """
         paths = list_images(folder)[:limit]
         if not paths:
             raise InputError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")

@@ -35,5 +35,6 @@ def training_size(train_config: dict[str, Any]) -> tuple[int, int] | None:
 def export_size(checkpoint: dict[str, Any], dynamic: bool = False) -> tuple[int, int]:
     """(H, W) an export of ``checkpoint`` runs at when no size is given: its training size rounded
     up to ``PAD_MULTIPLE``, else ``DEFAULT_SIZE`` (``DYNAMIC_TRACE_SIZE`` for dynamic exports).
-    The torch backend runs a checkpoint at the same size, so the two agree by default."""
+    The torch backend runs a checkpoint at the same size, so the two agree by default.
+    """
     return training_size(checkpoint.get("train_config") or {}) or (DYNAMIC_TRACE_SIZE if dynamic else DEFAULT_SIZE)

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from efc_ros.cli_args import parse_size_wh
-from efc_ros.model_paths import default_model_path
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -82,21 +81,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--backend", default="onnxruntime", help="onnxruntime | tensorrt | torch")
-    parser.add_argument("--model", type=Path, default=None, help="model file (default: the shipped demo model)")
-    parser.add_argument("--input-size", default=None, help="model input WIDTHxHEIGHT (default: the model's)")
-    parser.add_argument("--temporal-fusion", type=float, default=0.0)
+    from efc_ros.perceptor_args import add_perceptor_arguments
+
+    add_perceptor_arguments(parser)
 
 
 def build_perceptor(args: argparse.Namespace):
-    """The same ``Perceptor`` the node builds, from ``--backend/--model/--input-size``."""
-    from efc_core.perceptor import Perceptor
-    from efc_core.runtime import create_backend
+    """The same ``Perceptor`` the node builds, from the ``PerceptorConfig`` flags.
 
-    model = args.model or default_model_path()
-    backend = create_backend(args.backend, model)
-    input_size = parse_size_wh(args.input_size) if args.input_size else None
-    return Perceptor(backend, input_size=input_size, temporal_fusion=args.temporal_fusion)
+    Every setting comes from its flag (``--backend/--model/--input-size/--resize-mode/
+    --max-frame-gap/--streaming/--threads`` ...), the node's defaults for the flags left out.
+    """
+    from efc_core.perceptor_config import build_perceptor as build
+    from efc_ros.perceptor_args import perceptor_config_from_args
+
+    return build(perceptor_config_from_args(args))
 
 
 def _make_synthetic(args: argparse.Namespace) -> int:

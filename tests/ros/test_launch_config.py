@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from efc_ros.node_parameters import BACKENDS, PARAMETER_SPECS
+from efc_core.perceptor_config import BACKEND_KINDS
+from efc_ros.node_parameters import PARAMETER_SPECS
 from tests.ros.ros_helpers import spin_in_background, REPO_ROOT, RosClient, require_loopback_environment
 
 pytestmark = pytest.mark.ros
@@ -119,7 +120,7 @@ def test_launch_arguments_and_remappings_reference_real_parameters_and_topics(ro
     arguments = {call.args[0].value: call for call in _calls(tree, "DeclareLaunchArgument")}
     assert set(arguments) >= LAUNCH_ARGUMENTS
     backend_choices = next(k.value for k in arguments["backend"].keywords if k.arg == "choices")
-    assert tuple(ast.literal_eval(backend_choices)) == BACKENDS
+    assert tuple(ast.literal_eval(backend_choices)) == BACKEND_KINDS
     # Every LaunchConfiguration used is declared.
     used = {call.args[0].value for call in _calls(tree, "LaunchConfiguration")}
     assert used <= set(arguments)
