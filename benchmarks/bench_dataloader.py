@@ -109,13 +109,16 @@ def training_step_pairs_per_second(preset: str, batch: dict, num_classes: int) -
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--recipe", default=str(Path(__file__).resolve().parents[1] / "training/configs/cityscapes_realtime.yaml"))
+    parser.add_argument("--recipe",
+                        default=str(Path(__file__).resolve().parents[1] / "training/configs/cityscapes_realtime.yaml"))
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 2])
     parser.add_argument("--batches", type=int, default=4, help="timed batches per worker setting")
     parser.add_argument("--batch-size", type=int, default=None, help="default: the recipe's data.batch_size")
     parser.add_argument("--step-batch", type=int, default=2, help="pairs per timed training step")
-    parser.add_argument("--presets", nargs="*", default=["tiny", "realtime"], help="models whose step is timed (none: loader only)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads of the main process (more oversubscribe a shared CPU)")
+    parser.add_argument("--presets", nargs="*", default=["tiny", "realtime"],
+                        help="models whose step is timed (none: loader only)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads of the main process (more oversubscribe a shared CPU)")
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -127,9 +130,11 @@ def main(argv: list[str] | None = None) -> int:
         root = Path(folder)
         start = time.perf_counter()
         write_fixture(root, cities=2)
-        print(f"fixture: 2 snippets x 30 frames at {FULL_SIZE[1]}x{FULL_SIZE[0]} in {time.perf_counter() - start:.1f} s")
+        print(f"fixture: 2 snippets x 30 frames at {FULL_SIZE[1]}x{FULL_SIZE[0]} "
+              f"in {time.perf_counter() - start:.1f} s")
         dataset = build_dataset("cityscapes", str(root), "train", **config.data.options)
-        print(f"dataset: {len(dataset)} pairs ({dataset.num_labelled_pairs} labelled), options from {results['recipe']}")
+        print(f"dataset: {len(dataset)} pairs ({dataset.num_labelled_pairs} labelled), "
+              f"options from {results['recipe']}")
         for workers in args.workers:
             rate = loader_pairs_per_second(dataset, batch_size, workers, args.batches)
             results["loader"][workers] = rate

@@ -112,9 +112,10 @@ class Bench:
         from sensor_msgs.msg import Image
 
         self.bare = bare or BarePerceptor(model, threads)
-        self.node = NodeProcess(log, {"model_path": str(model), "qos_reliability": "reliable" if reliable else "best_effort",
-                                      "qos_depth": 5, "num_threads": threads, "max_frame_gap": max_frame_gap,
-                                      "diagnostics_period": 0.5}, namespace=NAMESPACE)
+        parameters = {"model_path": str(model), "qos_reliability": "reliable" if reliable else "best_effort",
+                      "qos_depth": 5, "num_threads": threads, "max_frame_gap": max_frame_gap,
+                      "diagnostics_period": 0.5}
+        self.node = NodeProcess(log, parameters, namespace=NAMESPACE)
         self.client = RosClient("efc_bench_client")
         self.publisher = self.client.publisher(Image, f"{NAMESPACE}/image", depth=5)
         self.sent: dict[int, float] = {}
@@ -137,7 +138,8 @@ class Bench:
                 self.arrivals[topic][stamp_ns(msg.header.stamp)] = time.perf_counter()
             qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
             self._subscriptions.append(self.client.node.create_subscription(Image, f"{NAMESPACE}/{topic}", store, qos))
-        self.client.wait_for(lambda: all(self.client.node.count_publishers(f"{NAMESPACE}/{t}") for t in topics), 30, 0.1)
+        self.client.wait_for(lambda: all(self.client.node.count_publishers(f"{NAMESPACE}/{t}") for t in topics), 30,
+                             0.1)
         time.sleep(1.5)  # the node must also see our subscriptions (it colours only for subscribers)
 
     def publish(self, rgb: np.ndarray, index: int) -> int:
@@ -159,7 +161,8 @@ class Bench:
 
     def lockstep(self, frames: np.ndarray, first_index: int) -> dict[str, dict[str, float]]:
         """One frame at a time: node latency of each pair frame (after one warm-up pair), and the
-        bare Perceptor on the same frame just before it, so that load changes hit both alike."""
+        bare Perceptor on the same frame just before it, so that load changes hit both alike.
+        """
         from diagnostic_msgs.msg import DiagnosticArray
 
         diagnostics = self.client.subscribe(DiagnosticArray, "/diagnostics")
@@ -214,7 +217,8 @@ class Bench:
         return {"sent": sent.get("sent", 0), "camera_hz": sent.get("rate_hz", float("nan")),
                 "received_by_node": received, "delivered_fraction": received / frames,
                 "segmentation_outputs": len(self.arrivals.get("segmentation", {})) - outputs_before,
-                "lost_in_transport_by_stamps": int(after["frames_lost_in_transport"]) - int(before["frames_lost_in_transport"]),
+                "lost_in_transport_by_stamps": int(after["frames_lost_in_transport"])
+                - int(before["frames_lost_in_transport"]),
                 "dropped_latest_frame_wins": int(after["frames_dropped"]) - int(before["frames_dropped"]),
                 "node_stage_ms_p50": self.stage_medians(diagnostics)}
 
@@ -223,7 +227,8 @@ class Bench:
         from diagnostic_msgs.msg import DiagnosticArray
 
         received = self.client.subscribe(DiagnosticArray, "/diagnostics")
-        self.client.wait_for(lambda: any(s.name.endswith(f"{NAMESPACE}/efc_perception") for a in received for s in a.status), 5)
+        self.client.wait_for(lambda: any(s.name.endswith(f"{NAMESPACE}/efc_perception") for a in received
+                                         for s in a.status), 5)
         for array in reversed(received):
             for status in array.status:
                 if status.name.endswith(f"{NAMESPACE}/efc_perception"):
@@ -266,7 +271,8 @@ def run_one(model: Path, args: argparse.Namespace, env: dict[str, str]) -> dict:
         bench.close()
     for statistic in ("p50", "p99"):
         results[f"overhead_ratio_{statistic}"] = {
-            phase: results[f"lockstep_{phase}"]["node"][statistic] / results[f"lockstep_{phase}"]["bare_perceptor"][statistic]
+            phase: results[f"lockstep_{phase}"]["node"][statistic]
+            / results[f"lockstep_{phase}"]["bare_perceptor"][statistic]
             for phase in ("without_colour", "with_colour", "flow_not_subscribed")
         }
     return results
@@ -278,12 +284,15 @@ def summary_lines(results: dict) -> list[str]:
     for run, data in results["runs"].items():
         delivered = data["delivered"]
         lines.append(f"[{run}] delivered {delivered['received_by_node']}/{delivered['sent']} "
-                     f"({100 * delivered['delivered_fraction']:.0f} %), lost by stamps {delivered['lost_in_transport_by_stamps']}")
+                     f"({100 * delivered['delivered_fraction']:.0f} %), lost by stamps "
+                     f"{delivered['lost_in_transport_by_stamps']}")
         for phase in ("without_colour", "with_colour", "flow_not_subscribed"):
             lock = data[f"lockstep_{phase}"]
-            lines.append(f"[{run}] {phase:20s} node p50 {lock['node']['p50']:6.1f} p99 {lock['node']['p99']:6.1f} | bare p50 "
+            lines.append(f"[{run}] {phase:20s} node p50 {lock['node']['p50']:6.1f} p99 {lock['node']['p99']:6.1f} | "
+                         "bare p50 "
                          f"{lock['bare_perceptor']['p50']:6.1f} p99 {lock['bare_perceptor']['p99']:6.1f} | ratio p50 "
-                         f"{data['overhead_ratio_p50'][phase]:.2f} p99 {data['overhead_ratio_p99'][phase]:.2f} | stages "
+                         f"{data['overhead_ratio_p50'][phase]:.2f} p99 {data['overhead_ratio_p99'][phase]:.2f} | "
+                         "stages "
                          + " ".join(f"{k} {v:.1f}" for k, v in lock["node_stage_ms_p50"].items()))
     return lines
 
@@ -291,7 +300,8 @@ def summary_lines(results: dict) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=None, help="ONNX model (default: shipped demo model)")
-    parser.add_argument("--export-tiny", action="store_true", help="export an untrained tiny model at the camera size rounded up to 64")
+    parser.add_argument("--export-tiny", action="store_true",
+                        help="export an untrained tiny model at the camera size rounded up to 64")
     parser.add_argument("--size", default="640x480", help="camera WIDTHxHEIGHT")
     parser.add_argument("--frames", type=int, default=20, help="frames per lockstep phase")
     parser.add_argument("--rate", type=float, default=30.0, help="camera rate of the delivery phase, Hz")
@@ -331,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
                    "--threads", str(args.threads), "--max-frame-gap", str(args.max_frame_gap)]
         print(f"bench_node: run '{name}' (profile {profile or 'Fast DDS defaults'})", file=sys.stderr)
         completed = subprocess.run(command, env=env, capture_output=True, text=True)
-        line = next((l for l in completed.stdout.splitlines() if l.startswith("BENCH_JSON ")), None)
+        line = next((text for text in completed.stdout.splitlines() if text.startswith("BENCH_JSON ")), None)
         if line is None:
             print(f"bench_node: run {name} failed:\n{completed.stdout}\n{completed.stderr}", file=sys.stderr)
             return 1

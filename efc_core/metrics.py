@@ -72,7 +72,8 @@ class FlowMetrics:
 
     def compute(self) -> dict[str, Any]:
         """``{"epe", "epe_noc", "epe_occ", "fl_all", "count"}``; EPE in pixels, Fl-all a ratio in
-        [0, 1], count = valid pixels; ``None`` where no pixel contributed."""
+        [0, 1], count = valid pixels; ``None`` where no pixel contributed.
+        """
         return {
             "epe": _ratio(self.epe_sum["all"], self.pixels["all"]),
             "epe_noc": _ratio(self.epe_sum["noc"], self.pixels["noc"]),
@@ -111,7 +112,8 @@ class SegmentationMetrics:
         for name, ids in (("gt", gt_ids), ("pred", pred_ids)):
             if ids.size and (ids.min() < 0 or ids.max() >= self.num_classes):
                 bad = ids.max() if ids.max() >= self.num_classes else ids.min()
-                raise ValueError(f"{name} class id {bad} outside [0, {self.num_classes}) (ignore = {self.ignore_index})")
+                raise ValueError(f"{name} class id {bad} outside [0, {self.num_classes}) "
+                                 f"(ignore = {self.ignore_index})")
         counts = np.bincount(gt_ids * self.num_classes + pred_ids, minlength=self.num_classes**2)
         self.confusion += counts.reshape(self.num_classes, self.num_classes)
 
@@ -207,6 +209,7 @@ class TemporalConsistency:
 
     def compute(self) -> dict[str, Any]:
         """``{"tc", "pixel_agreement", "flow_source"}``: mIoU and fraction of agreeing pixels in
-        [0, 1] (``None`` before any pixel), and the flow's provenance."""
+        [0, 1] (``None`` before any pixel), and the flow's provenance.
+        """
         result = self._agreement.compute()
         return {"tc": result["miou"], "pixel_agreement": result["pixel_accuracy"], "flow_source": self.flow_source}

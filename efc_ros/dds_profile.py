@@ -65,7 +65,8 @@ def wants_localhost(environ: Mapping[str, str]) -> bool:
 
 def profile_environment(profile: str | Path | None, base: Mapping[str, str] | None = None) -> dict[str, str]:
     """A copy of ``base`` (default ``os.environ``) with both profile variables set to ``profile``,
-    or with them removed and ``EFC_DDS_PROFILE=none`` when ``profile`` is None (Fast DDS defaults)."""
+    or with them removed and ``EFC_DDS_PROFILE=none`` when ``profile`` is None (Fast DDS defaults).
+    """
     environ = dict(os.environ if base is None else base)
     for name in PROFILE_ENV_VARS:
         environ.pop(name, None)

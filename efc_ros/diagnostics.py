@@ -97,7 +97,8 @@ class NodeStatistics:
 
     def record_warning(self, kind: str, message: str) -> int:
         """A frame was processed despite a problem (e.g. a corrupt JPEG published on request); counted
-        with the errors of ``kind`` but not as a failed frame. Returns the count of this kind."""
+        with the errors of ``kind`` but not as a failed frame. Returns the count of this kind.
+        """
         with self._lock:
             self.errors_by_kind[kind] += 1
             self.last_error = f"{kind}: {message}"

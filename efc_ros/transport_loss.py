@@ -10,7 +10,8 @@ dropped later by latest-frame-wins are not counted here (they did arrive).
 The period is estimated from the stamps themselves: a low percentile of recent gaps, which is the
 true period as long as some consecutive frames arrive (with 80 % random loss one gap in five is a
 single period). A camera whose frames arrive in a strictly regular pattern (exactly every fifth)
-looks like a slower camera: stamps alone cannot tell; DDS fragment loss is not regular like that. Gaps longer than ``max_gap_s`` are a paused stream (or a bag loop), not loss;
+looks like a slower camera: stamps alone cannot tell; DDS fragment loss is not regular like that. Gaps longer than
+``max_gap_s`` are a paused stream (or a bag loop), not loss;
 stamps going backwards restart the stream.
 """
 

@@ -163,7 +163,8 @@ def test_the_checks_find_a_lazy_cycle_and_private_imports(tmp_path: Path) -> Non
         "pkg/__init__.py": "",
         "pkg/cli.py": "from pkg.bench import run\ndef parse(): ...\n",
         "pkg/bench.py": "def run():\n    from pkg.cli import parse\n",
-        "pkg/leaf.py": "from . import cli\nfrom typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg import other\n",
+        "pkg/leaf.py": "from . import cli\nfrom typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg import "
+                       "other\n",
         "pkg/other.py": "from pkg.leaf import x\nfrom pkg.cli import _helper\nimport pkg.cli\npkg.cli._state = 1\n",
     })
     graph = import_graph(modules)

@@ -151,4 +151,3 @@ def read_rgb(path: str | Path) -> np.ndarray:
     if image is None:
         raise InputError(f"cannot read image {str(path)!r}")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-

@@ -62,6 +62,7 @@ def photo_bank(folders: tuple[str, ...] = ()) -> tuple[np.ndarray, ...]:
     Args:
         folders: folders searched recursively for .png / .jpg files (at most 300 evenly spaced
             files each); scikit-image's bundled photographs are always added when it is installed.
+
     Returns:
         the photographs in a deterministic order. Raises ``ValueError`` when none is found, naming
         the folders searched.

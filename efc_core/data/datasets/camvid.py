@@ -73,7 +73,8 @@ class CamVidDataset(SequencePairDataset):
         self.image_dir = self.root / split
         self.label_dir = self.root / f"{split}annot"
         if not self.image_dir.is_dir():
-            raise FileNotFoundError(f"CamVid split folder not found: {self.image_dir} (expected root/{split}/*.png or *.jpg)")
+            raise FileNotFoundError(f"CamVid split folder not found: {self.image_dir} (expected root/{split}/*.png or "
+                                    "*.jpg)")
         by_sequence: dict[str, list[tuple[int, str]]] = defaultdict(list)
         for path in self.image_dir.iterdir():
             if path.suffix.lower() not in _FRAME_SUFFIXES:

@@ -2,7 +2,8 @@
 
 Listing and decoding are torchvision's (``torchvision.datasets.KittiFlow``, ``Sintel``,
 ``FlyingChairs``), except KITTI's 16-bit PNGs, read with ``efc_core.data.formats`` because
-torchvision's reader goes through the deprecated ``torchvision.io``; this module adds what EFC needs on top: occlusion ground truth
+torchvision's reader goes through the deprecated ``torchvision.io``; this module adds what EFC needs on top: occlusion
+ground truth
 (KITTI: valid in ``flow_occ`` but not in ``flow_noc``; Sintel: ``training/occlusions``), KITTI 2012,
 and the common sample dict. Layouts (``root`` may be the named folder or its parent)::
 
@@ -69,7 +70,8 @@ class _KittiFolder(KittiFlow):
         if split_folder == "training":
             self._flow_list = sorted(glob(str(base / "flow_occ" / "*_10.png")))
             if len(self._flow_list) != len(self._image_list):
-                raise FileNotFoundError(f"{len(self._flow_list)} flow_occ files for {len(self._image_list)} pairs in {base}")
+                raise FileNotFoundError(f"{len(self._flow_list)} flow_occ files for {len(self._image_list)} pairs in "
+                                        f"{base}")
 
     def _read_flow(self, file_name: str) -> tuple[np.ndarray, np.ndarray]:
         # torchvision decodes the 16-bit PNG with torchvision.io, deprecated since 0.29; the

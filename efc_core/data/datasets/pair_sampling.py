@@ -52,7 +52,8 @@ class PairSamplingConfig:
         if not 1 <= self.min_gap_frames <= self.max_gap_frames:
             raise ValueError(f"need 1 <= min_gap_frames <= max_gap_frames, got min_gap_frames={self.min_gap_frames}, "
                              f"max_gap_frames={self.max_gap_frames}")
-        if not self.directions or any(d not in (1, -1) for d in self.directions) or len(set(self.directions)) != len(self.directions):
+        unique_signs = len(set(self.directions)) == len(self.directions)
+        if not self.directions or any(d not in (1, -1) for d in self.directions) or not unique_signs:
             raise ValueError(f"directions must be a non-empty subset of (1, -1), got {self.directions}")
         if self.unlabelled_per_labelled is not None and self.unlabelled_per_labelled < 0:
             raise ValueError(f"unlabelled_per_labelled must be >= 0 or None, got {self.unlabelled_per_labelled}")

@@ -76,11 +76,13 @@ def resize_sample(sample: RawSample, size: tuple[int, int]) -> RawSample:
     out = dict(sample)
     shrinking = height * width < in_h * in_w
     for key in IMAGE_KEYS:
-        out[key] = cv2.resize(sample[key], (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+        out[key] = cv2.resize(sample[key], (width, height),
+                              interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
     for key in LABEL_KEYS:
         out[key] = cv2.resize(sample[key], (width, height), interpolation=cv2.INTER_NEAREST)
     for key in ("occ_fw", "occ_bw"):
-        out[key] = cv2.resize(sample[key].astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST).astype(bool)
+        out[key] = cv2.resize(sample[key].astype(np.uint8), (width, height),
+                              interpolation=cv2.INTER_NEAREST).astype(bool)
     valid = sample["flow_valid"]
     if sample["has_flow"] and not valid.all():
         out["flow_fw"], out["flow_valid"] = _resize_sparse_flow(sample["flow_fw"], valid, (height, width))
@@ -136,7 +138,7 @@ def pad_sample(sample: RawSample, size: tuple[int, int]) -> RawSample:
     if pad_h == 0 and pad_w == 0:
         return sample
     out = dict(sample)
-    fill = {key: 0 for key in IMAGE_KEYS + FLOW_KEYS + MASK_KEYS} | {key: IGNORE_LABEL for key in LABEL_KEYS}
+    fill = dict.fromkeys(IMAGE_KEYS + FLOW_KEYS + MASK_KEYS, 0) | dict.fromkeys(LABEL_KEYS, IGNORE_LABEL)
     for key, value in fill.items():
         array = sample[key]
         widths = ((0, pad_h), (0, pad_w)) + ((0, 0),) * (array.ndim - 2)
@@ -162,7 +164,8 @@ class RandomCrop:
 
 def flip_sample_horizontally(sample: RawSample) -> RawSample:
     """Mirror left-right; both flows get their x component negated (a motion to the right becomes
-    one to the left), which keeps ``image1(p) = image2(p + flow_fw(p))`` true in the mirror."""
+    one to the left), which keeps ``image1(p) = image2(p + flow_fw(p))`` true in the mirror.
+    """
     out = dict(sample)
     for key in IMAGE_KEYS + LABEL_KEYS + MASK_KEYS:
         out[key] = np.ascontiguousarray(sample[key][:, ::-1])
