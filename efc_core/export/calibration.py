@@ -137,10 +137,13 @@ class CalibrationSet:
 
 
 def calibration_identity(onnx_sha256: str, data: CalibrationSet, tensorrt_version: str) -> dict[str, Any]:
-    """What a calibration cache depends on: the ONNX graph, the input names and shape, the release."""
+    """What a calibration cache depends on: the ONNX graph, the input names and shape, the release,
+    and the calibration tensors themselves (``CalibrationSet.digest``: frames, placement, padding,
+    normalisation), so a cache computed on other frames, or on stretched ones, is not reused.
+    """
     first = next(data.batches())
     return {"onnx_sha256": onnx_sha256, "inputs": {name: list(array.shape) for name, array in first.items()},
-            "tensorrt_version": ".".join(str(tensorrt_version).split(".")[:2])}
+            "tensorrt_version": ".".join(str(tensorrt_version).split(".")[:2]), "frames_sha256": data.digest()}
 
 
 def _identity_path(path: Path) -> Path:
@@ -193,6 +196,7 @@ def make_entropy_calibrator(trt: Any, cuda: Any, data: CalibrationSet, cache_pat
         cuda: an activated ``efc_core.runtime.cuda_layer.CudaLayer`` on the build's device; TensorRT
             calls ``get_batch`` on the thread that runs the build, which owns it.
         data: the calibration frames; cache_path / identity: see ``read_calibration_cache``.
+
     Raises:
         ModelError: this TensorRT has no entropy calibrator.
     """
@@ -204,6 +208,7 @@ def make_entropy_calibrator(trt: Any, cuda: Any, data: CalibrationSet, cache_pat
                          "INT8 calibration was removed in 11): build fp32, or use TensorRT 10.x for INT8")
 
     class EntropyCalibrator(base):  # type: ignore[misc, valid-type]
+
         def __init__(self) -> None:
             base.__init__(self)
             self._batches = data.batches()

@@ -1,5 +1,6 @@
 """TensorRT build planning without TensorRT (names, keys, version features, profiles, precision
-pinning) and, where ``tensorrt`` imports (a GPU machine), a real engine build."""
+pinning) and, where ``tensorrt`` imports (a GPU machine), a real engine build.
+"""
 
 from __future__ import annotations
 
@@ -46,7 +47,8 @@ def test_engine_filename_encodes_gpu_capability_version_and_precision():
 
 
 def test_version_features_per_release():
-    jetpack5, jetpack6, jetpack61, trt11 = (TensorRTFeatures.from_version(v) for v in ("8.5.2.2", "8.6.2", "10.3.0", "11.0.1"))
+    jetpack5, jetpack6, jetpack61, trt11 = (TensorRTFeatures.from_version(v) for v in ("8.5.2.2", "8.6.2", "10.3.0",
+                                                                                       "11.0.1"))
     assert parse_version("10.3.0.30") == (10, 3, 0)
     assert jetpack5.needs_explicit_batch_flag and jetpack6.needs_explicit_batch_flag
     assert not jetpack61.needs_explicit_batch_flag and not trt11.needs_explicit_batch_flag
@@ -187,7 +189,8 @@ def test_calibration_cache_round_trip(tmp_path):
 
 
 def test_build_engine_on_gpu(tmp_path):
-    trt = pytest.importorskip("tensorrt", reason="TensorRT is only installed on the target device (docs/ENVIRONMENT.md)")
+    trt = pytest.importorskip("tensorrt",
+                              reason="TensorRT is only installed on the target device (docs/ENVIRONMENT.md)")
     from efc_core.runtime.cuda_layer import cuda_device_count
 
     if cuda_device_count() == 0:
@@ -220,7 +223,8 @@ def test_layer_origin_from_metadata_tensors_and_consumers():
     assert onnx_nodes_from_metadata(None) == []
     graph = _warp_graph()
     layers = [
-        LayerView("/flow_decoder/Add", "[ONNX Layer: /flow_decoder/Add_1]", ("flow", "pixels"), ("coords",)),  # tag wins
+        # tag wins
+        LayerView("/flow_decoder/Add", "[ONNX Layer: /flow_decoder/Add_1]", ("flow", "pixels"), ("coords",)),
         LayerView("/flow_decoder/Mul", "", ("x",), ("(Unnamed Layer* 3) [Shuffle]_output",)),  # helper
         LayerView("/flow_decoder/Mul_7", "", ("coords", "(Unnamed Layer* 3) [Shuffle]_output"), ("scaled",)),
         LayerView("/segmentation/Conv", "", ("warped",), ("nothing-known",)),  # falls back to the name
@@ -259,7 +263,8 @@ def test_calibration_cache_is_tied_to_the_onnx(tmp_path, caplog):
 
     data = CalibrationSet.synthetic(3, (64, 64), ("prev", "cur"))
     identity = calibration_identity("ab" * 32, data, "10.3.0.26")
-    assert identity["inputs"] == {"prev": [1, 3, 64, 64], "cur": [1, 3, 64, 64]} and identity["tensorrt_version"] == "10.3"
+    assert identity["inputs"] == {"prev": [1, 3, 64, 64],
+                                  "cur": [1, 3, 64, 64]} and identity["tensorrt_version"] == "10.3"
     path = tmp_path / "m.int8.cache"
     write_calibration_cache(path, b"scales", identity)
     assert read_calibration_cache(path, identity) == b"scales"
@@ -268,11 +273,17 @@ def test_calibration_cache_is_tied_to_the_onnx(tmp_path, caplog):
     (tmp_path / "m.int8.cache.json").unlink()
     assert read_calibration_cache(path, identity) is None  # no record: not trusted
     assert data.digest() != CalibrationSet.synthetic(3, (64, 64), ("prev", "cur"), seed=1).digest()
+    # Other calibration tensors (here: the same frames padded another way) do not reuse the cache.
+    write_calibration_cache(path, b"scales", identity)
+    replicate = CalibrationSet.synthetic(3, (64, 64), ("prev", "cur"), pad_mode="replicate")
+    assert read_calibration_cache(path, calibration_identity("ab" * 32, replicate, "10.3.0.26")) is None
+    assert "frames_sha256" in caplog.text
 
 
 def test_calibration_frames_equal_the_runtime_preprocessed_frames(tmp_path):
     """INT8 calibration used to stretch frames while the runtime letterboxes: the tensors TensorRT
-    calibrated on must be the ones ``Perceptor.process`` feeds the network."""
+    calibrated on must be the ones ``Perceptor.process`` feeds the network.
+    """
     cv2 = pytest.importorskip("cv2")
     from efc_core.manifest import load_manifest
     from efc_core.perceptor import Perceptor
