@@ -74,6 +74,8 @@ class Manifest:
     checkpoint_sha256: str = ""
     training_config: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+    #: What the model was trained on and under which terms: ``{"name", "what", "terms"}`` per source.
+    training_data: list[dict[str, str]] = field(default_factory=list)
     #: Where the manifest was read from (not serialised); graph paths are relative to its folder.
     source_path: Path | None = field(default=None, compare=False, repr=False)
 
@@ -232,6 +234,10 @@ def _validate(manifest: Manifest, where: str) -> None:
     for key in ("training_config", "metrics"):
         if not isinstance(getattr(manifest, key), dict):
             raise _fail(where, key, f"must be an object, got {getattr(manifest, key)!r}")
+    if not isinstance(manifest.training_data, list) or not all(
+            isinstance(entry, dict) and all(isinstance(v, str) for v in entry.values())
+            for entry in manifest.training_data):
+        raise _fail(where, "training_data", f"must be a list of objects of strings, got {manifest.training_data!r}")
 
 
 _FIELD_NAMES = {f.name for f in fields(Manifest)} - {"source_path"}
@@ -297,7 +303,8 @@ def load_manifest(path: str | Path) -> Manifest:
 
 def save_manifest(manifest: Manifest, path: str | Path) -> Path:
     """Write ``manifest`` as indented JSON to ``path`` (a ``.json`` file or the model file it
-    describes) and return the manifest path."""
+    describes) and return the manifest path.
+    """
     manifest_path = manifest_path_for(path)
     manifest_path.write_text(json.dumps(manifest.to_dict(), indent=2, sort_keys=True) + "\n")
     return manifest_path

@@ -64,12 +64,12 @@ def read_camvid_label(path: Path) -> np.ndarray:
 
 
 def build_perceptor(model_path: Path, threads: int, temporal_fusion: float):
-    """The node's pipeline on ``model_path`` (.onnx / .json: ONNX Runtime; .pt: torch)."""
-    from efc_core.perceptor import Perceptor
-    from efc_core.runtime import create_backend
+    """The node's pipeline on ``model_path`` (.onnx / .json: ONNX Runtime; .pt: torch), node defaults otherwise."""
+    from efc_core.perceptor_config import PerceptorConfig, build_perceptor
 
     kind = "torch" if model_path.suffix == ".pt" else "onnxruntime"
-    return Perceptor(create_backend(kind, model_path, threads=threads), temporal_fusion=temporal_fusion)
+    return build_perceptor(PerceptorConfig(backend=kind, model_path=str(model_path), threads=threads,
+                                           temporal_fusion=temporal_fusion))
 
 
 def evaluate_camvid(model_path: Path, root: Path, fusions: Sequence[float] = (0.0, 0.5), threads: int = 2,

@@ -69,7 +69,8 @@ class SyntheticDataSection:
 
 @dataclass
 class DataSection:
-    """Dataset, loader and sampling; ``options`` go to ``build_dataset`` for non-synthetic data."""
+    """Dataset, loader and sampling; ``options`` go to ``build_dataset`` for non-synthetic data;
+    ``provenance`` names the data and its terms for the manifest."""
 
     dataset: str = "synthetic"
     root: str | None = None
@@ -79,6 +80,9 @@ class DataSection:
     num_workers: int = 0
     synthetic: SyntheticDataSection = field(default_factory=SyntheticDataSection)
     options: dict[str, Any] = field(default_factory=dict)
+    #: What the model was trained on and under which terms: ``{name, what, terms}`` per source.
+    #: Copied into the exported manifest (``training_data``) so a deployed model states it.
+    provenance: list[dict[str, str]] = field(default_factory=list)
 
 
 @dataclass

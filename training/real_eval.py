@@ -124,13 +124,13 @@ class PerceptorEstimator:
 
     def __init__(self, model_path: str | Path, input_size: tuple[int, int] | None = None, threads: int = 2,
                  resize_mode: str = "letterbox") -> None:
-        from efc_core.perceptor import Perceptor
-        from efc_core.runtime import create_backend
+        from efc_core.perceptor_config import PerceptorConfig, build_perceptor
 
         path = Path(model_path)
-        kind = "torch" if path.suffix == ".pt" else "onnxruntime"
-        backend = create_backend(kind, path, threads=threads)
-        self.perceptor = Perceptor(backend, input_size=input_size, resize_mode=resize_mode)
+        height, width = input_size if input_size is not None else (0, 0)
+        self.perceptor = build_perceptor(PerceptorConfig(
+            backend="torch" if path.suffix == ".pt" else "onnxruntime", model_path=str(path), threads=threads,
+            input_height=height, input_width=width, resize_mode=resize_mode))
         self._backward = self.perceptor.manifest.flow_direction == "backward"
         self._last: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None] | None = None
 

@@ -87,6 +87,7 @@ def export_onnx(
         opset: 16 or 17 (see module docstring).
         direction: ``"forward"`` (prev -> cur on prev's grid) or ``"backward"``.
         split: also export the streaming encoder + pair decoder.
+
     Returns:
         The manifest that was written.
     """
@@ -136,10 +137,11 @@ def export_onnx(
         input_height=None if dynamic else height, input_width=None if dynamic else width,
         pad_multiple=PAD_MULTIPLE, pad_mode=config.pad_mode, mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD),
         input_names=[INPUT_PREV, INPUT_CUR], output_names=outputs, feature_names=list(ENCODER_FEATURES),
-        dtypes={name: "float32" for name in tensors}, num_classes=config.num_classes, class_names=class_names,
+        dtypes=dict.fromkeys(tensors, "float32"), num_classes=config.num_classes, class_names=class_names,
         palette=[[int(v) for v in colour] for colour in checkpoint.get("palette") or []],
         flow_direction=direction.value, opset=opset, checkpoint_sha256=file_sha256(checkpoint_path),
         training_config=dict(checkpoint.get("train_config") or {}), metrics=dict(checkpoint.get("metrics") or {}),
+        training_data=list(((checkpoint.get("train_config") or {}).get("data") or {}).get("provenance") or []),
     )
     manifest_path = save_manifest(manifest, output_path)
     LOG.info("exported %s -> %s (%s)", checkpoint_path, ", ".join(graphs.values()), manifest_path.name)

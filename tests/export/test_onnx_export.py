@@ -29,10 +29,14 @@ EPE_MEAN_TOL = 0.01
 EPE_MAX_TOL = 0.05
 
 
+PROVENANCE = [{"name": "camvid", "what": "labelled frames", "terms": "non-commercial"}]
+
+
 def make_checkpoint(path, seed: int = 0):
     torch.manual_seed(seed)
     model = build_model("tiny", NUM_CLASSES)
-    return save_checkpoint(path, model, train_config={"seed": seed}, step=7, metrics={"miou": 0.5},
+    return save_checkpoint(path, model, train_config={"seed": seed, "data": {"provenance": PROVENANCE}}, step=7,
+                           metrics={"miou": 0.5},
                            class_names=["background", "car", "person", "tree"],
                            palette=[[0, 0, 0], [255, 0, 0], [0, 255, 0], [0, 0, 255]])
 
@@ -138,7 +142,9 @@ def test_manifest_fields(exported):
     assert loaded.palette[1] == [255, 0, 0] and loaded.preset == "tiny"
     assert loaded.flow_direction == "forward" and loaded.opset == 17
     assert loaded.checkpoint_sha256 == file_sha256(checkpoint)
-    assert loaded.training_config == {"seed": 0} and loaded.metrics == {"miou": 0.5}
+    assert loaded.training_config == {"seed": 0, "data": {"provenance": PROVENANCE}} and loaded.metrics == {"miou": 0.5}
+    # The recipe's statement of its data and terms travels with the deployed model.
+    assert loaded.training_data == PROVENANCE
     inputs = {i.name: i.shape for i in session(folder / "tiny.onnx").get_inputs()}
     assert set(inputs) == {"prev", "cur"} and inputs["prev"][:2] == [1, 3]
     assert all(isinstance(dim, str) for dim in inputs["prev"][2:])  # dynamic H, W

@@ -12,22 +12,23 @@ from efc_core.manifest import Manifest, load_manifest, manifest_from_dict, manif
 
 
 def _manifest(**overrides) -> Manifest:
-    values = dict(
-        model_name="efc_tiny",
-        preset="tiny",
-        graphs={"single": "efc_tiny.onnx", "encoder": "efc_tiny.encoder.onnx", "decoder": "efc_tiny.decoder.onnx"},
-        input_height=256,
-        input_width=512,
-        num_classes=2,
-        class_names=["background", "car"],
-        palette=[[0, 0, 0], [255, 0, 0]],
-        flow_direction="backward",
-        opset=17,
-        checkpoint_sha256="ab" * 32,
-        training_config={"lr": 0.001, "stages": [1, 2]},
-        metrics={"miou": 0.5},
-        dtypes={"prev": "float32"},
-    )
+    values = {
+        "model_name": "efc_tiny",
+        "preset": "tiny",
+        "graphs": {"single": "efc_tiny.onnx", "encoder": "efc_tiny.encoder.onnx", "decoder": "efc_tiny.decoder.onnx"},
+        "input_height": 256,
+        "input_width": 512,
+        "num_classes": 2,
+        "class_names": ["background", "car"],
+        "palette": [[0, 0, 0], [255, 0, 0]],
+        "flow_direction": "backward",
+        "opset": 17,
+        "checkpoint_sha256": "ab" * 32,
+        "training_config": {"lr": 0.001, "stages": [1, 2]},
+        "metrics": {"miou": 0.5},
+        "training_data": [{"name": "camvid", "what": "labelled frames", "terms": "non-commercial"}],
+        "dtypes": {"prev": "float32"},
+    }
     values.update(overrides)
     return Manifest(**values)
 
@@ -94,6 +95,8 @@ def test_unreadable_json_is_a_model_error(tmp_path: Path) -> None:
         ("palette", [[0, 0, 0], [300, 0, 0]], "'palette'"),
         ("feature_names", ["feat2"], "'feature_names'"),
         ("dtypes", {"prev": "int8"}, "'dtypes'"),
+        ("training_data", {"name": "camvid"}, "'training_data'"),
+        ("training_data", [{"name": 3}], "'training_data'"),
     ],
 )
 def test_bad_value_names_file_and_key(tmp_path: Path, key: str, value: object, message: str) -> None:
