@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 import torch
 
-from efc_core.metrics import FlowMetrics, TemporalConsistency
+from efc_core.metrics import FlowMetrics
 from training.config import TrainConfig, load_config
 from training.evaluate import build_eval_dataset, evaluate_model
 from training.train import Trainer
@@ -69,7 +69,8 @@ def run_variant(config: TrainConfig, output_dir: Path) -> dict[str, Any]:
         summary = trainer.run()
     finally:
         trainer.context.close()
-    metrics = evaluate_model(trainer.model, trainer.val_set, device=trainer.device, num_classes=config.model.num_classes)
+    metrics = evaluate_model(trainer.model, trainer.val_set, device=trainer.device,
+                             num_classes=config.model.num_classes)
     metrics["pairs_per_second"] = summary["pairs_per_second"]
     metrics["train_seconds"] = summary["train_seconds"]
     metrics["steps"] = summary["step"]
@@ -93,7 +94,7 @@ def compare_with_dis(checkpoint: Path, num_sequences: int) -> dict[str, Any]:
     started = time.perf_counter()
     model_metrics = evaluate_model(model, dataset, num_classes=model.config.num_classes)
     model_seconds = time.perf_counter() - started
-    flow, tc_dis = FlowMetrics(), TemporalConsistency(model.config.num_classes, flow_source="opencv-dis")
+    flow = FlowMetrics()
     dis_seconds = 0.0
     for index in range(len(dataset)):
         sample = dataset[index]

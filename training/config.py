@@ -69,8 +69,10 @@ class SyntheticDataSection:
 
 @dataclass
 class DataSection:
-    """Dataset, loader and sampling; ``options`` go to ``build_dataset`` for non-synthetic data;
-    ``provenance`` names the data and its terms for the manifest."""
+    """Dataset, loader and sampling; ``options`` go to ``build_dataset`` for non-synthetic data.
+
+    ``provenance`` names the data and its terms for the manifest.
+    """
 
     dataset: str = "synthetic"
     root: str | None = None
@@ -328,6 +330,7 @@ def validate(config: TrainConfig) -> None:
     if config.loss.config.supervised_flow and not config.loss.supervised_flow:
         raise ValueError("loss.config.supervised_flow is true: set loss.supervised_flow instead (the one switch)")
     if config.loss.config.supervised_occlusion and not config.loss.supervised_occlusion:
-        raise ValueError("loss.config.supervised_occlusion is true: set loss.supervised_occlusion instead (the one switch)")
+        raise ValueError("loss.config.supervised_occlusion is true: set loss.supervised_occlusion instead "
+                         "(the one switch)")
     if config.model.num_classes < 2:
         raise ValueError(f"model.num_classes must be >= 2, got {config.model.num_classes}")

@@ -110,18 +110,18 @@ def build_datasets(config: TrainConfig) -> tuple[Dataset, Dataset | None]:
         from efc_core.data.video_dataset import SyntheticVideoDataset
 
         synth = data.synthetic
-        common = dict(
-            seed=config.seed, height=synth.height, width=synth.width, num_frames=synth.num_frames,
-            label_every=synth.label_every, num_classes=config.model.num_classes,
-            noise_std=synth.noise_std, brightness_change=synth.brightness_change, cache_size=synth.cache_size,
-            min_objects=synth.min_objects, max_objects=synth.max_objects,
-            max_translation=synth.max_translation, background_motion=synth.background_motion,
-            max_rotation_deg=synth.max_rotation_deg, max_scale_change=synth.max_scale_change,
-            background_rotation_deg=synth.background_rotation_deg,
-            background_scale_change=synth.background_scale_change, contrast_change=synth.contrast_change,
-            blur_sigma_max=synth.blur_sigma_max, texture_source=synth.texture_source,
-            texture_dirs=tuple(synth.texture_dirs), object_tint=synth.object_tint,
-        )
+        common = {
+            "seed": config.seed, "height": synth.height, "width": synth.width, "num_frames": synth.num_frames,
+            "label_every": synth.label_every, "num_classes": config.model.num_classes,
+            "noise_std": synth.noise_std, "brightness_change": synth.brightness_change, "cache_size": synth.cache_size,
+            "min_objects": synth.min_objects, "max_objects": synth.max_objects,
+            "max_translation": synth.max_translation, "background_motion": synth.background_motion,
+            "max_rotation_deg": synth.max_rotation_deg, "max_scale_change": synth.max_scale_change,
+            "background_rotation_deg": synth.background_rotation_deg,
+            "background_scale_change": synth.background_scale_change, "contrast_change": synth.contrast_change,
+            "blur_sigma_max": synth.blur_sigma_max, "texture_source": synth.texture_source,
+            "texture_dirs": tuple(synth.texture_dirs), "object_tint": synth.object_tint,
+        }
         train = SyntheticVideoDataset(
             split="train", num_sequences=synth.train_sequences, pairs_per_sequence=synth.pairs_per_sequence,
             min_gap=synth.min_gap, max_gap=synth.max_gap,
@@ -152,7 +152,8 @@ def class_info(config: TrainConfig, inherited: tuple[list[str], list[list[int]]]
     known = dataset_class_info(config.data.dataset, config.data.options) or inherited
     if known is not None and len(known[0]) >= count:
         return list(known[0][:count]), [list(colour) for colour in known[1][:count]]
-    return [f"class_{i}" for i in range(count)], [[(37 * i) % 256, (91 * i) % 256, (173 * i) % 256] for i in range(count)]
+    placeholder_palette = [[(37 * i) % 256, (91 * i) % 256, (173 * i) % 256] for i in range(count)]
+    return [f"class_{i}" for i in range(count)], placeholder_palette
 
 
 def initialise_from_checkpoint(model: torch.nn.Module, path: str) -> tuple[list[str], list[list[int]]] | None:

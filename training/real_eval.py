@@ -214,9 +214,11 @@ def sequence_folders(root: Path, frames_subdir: str = "") -> dict[str, list[Path
 
 
 def summarise(results: Sequence[SequenceResult]) -> dict[str, float]:
-    """Means over sequences (each sequence counts once, as the issue's reference numbers do):
-    residual, zero residual, reduction (of the means), occluded share, ms; plus pair-weighted
-    residuals (``*_pair_weighted``) for comparison."""
+    """Means over sequences (each sequence counts once, as the issue's reference numbers do).
+
+    Residual, zero residual, reduction (of the means), occluded share, ms; plus pair-weighted
+    residuals (``*_pair_weighted``) for comparison.
+    """
     weights = np.array([r.pairs for r in results], np.float64)
     residual = float(np.mean([r.residual for r in results]))
     zero = float(np.mean([r.zero_residual for r in results]))
@@ -321,7 +323,8 @@ def format_table(report: dict) -> str:
                          f"{'' if occluded is None else f'{occluded * 100:.1f}%':>7}{row['ms_per_pair']:>8.1f}")
     if "rubberwhale" in report:
         rw = report["rubberwhale"]
-        lines.append(f"RubberWhale EPE {rw['epe']:.3f} px ({rw['known_pixels']} known pixels, {rw['ms_per_pair']:.1f} ms)")
+        lines.append(f"RubberWhale EPE {rw['epe']:.3f} px ({rw['known_pixels']} known pixels, "
+                     f"{rw['ms_per_pair']:.1f} ms)")
     if "flyingchairsocc" in report:
         fc = report["flyingchairsocc"]
         lines.append(f"FlyingChairsOcc occlusion F1 {fc['f1']:.3f} (precision {fc['precision']:.3f}, "
@@ -332,7 +335,8 @@ def format_table(report: dict) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Label-free and ground-truth flow / occlusion evaluation on real data.")
+    parser = argparse.ArgumentParser(
+        description="Label-free and ground-truth flow / occlusion evaluation on real data.")
     parser.add_argument("--method", required=True, help=f"{' | '.join(BASELINE_METHODS)} | MODEL.onnx | MODEL.pt")
     parser.add_argument("--data-root", type=Path, default=Path("../shared/data"),
                         help="folder holding real/, middlebury-rubberwhale/, flyingchairsocc-sample/")

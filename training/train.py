@@ -147,7 +147,8 @@ class Trainer:
         )
         total = losses["total"]
         if not torch.isfinite(total):
-            raise FloatingPointError(f"non-finite loss at step {self.step}: { {k: float(v) for k, v in losses.items()} }")
+            values = {k: float(v) for k, v in losses.items()}
+            raise FloatingPointError(f"non-finite loss at step {self.step}: {values}")
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(total).backward()
         if self.config.optimizer.grad_clip_norm > 0:
