@@ -85,7 +85,7 @@ class FlowDirection(str, enum.Enum):
 
 
 def decoder_input_name(which: str, feature: str) -> str:
-    """Name of a streaming decoder input, e.g. ``decoder_input_name("prev", "feat8")``."""
+    """Name of a streaming decoder input: ``which`` (prev or cur) joined with ``feature`` (e.g. feat8)."""
     if which not in (INPUT_PREV, INPUT_CUR):
         raise ValueError(f"which must be 'prev' or 'cur', got {which!r}")
     if feature not in ENCODER_FEATURES:

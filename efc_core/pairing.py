@@ -71,7 +71,6 @@ class PairDecision(Generic[PayloadT]):
         return self.previous.stamp_ns if self.previous is not None else None
 
 
-
 class FramePairer(Generic[PayloadT]):
     """Keeps the previous frame and decides whether it pairs with the next one.
 

@@ -22,9 +22,13 @@ BACKEND_KINDS: tuple[str, ...] = tuple(BACKENDS)
 PRECISIONS: tuple[str, ...] = ("", "fp32", "fp16", "int8")
 
 
-def _setting(default: Any, description: str, *, choices: tuple[str, ...] | None = None,
-             limits: tuple[float, float] | None = None, runtime: bool = False, ros_name: str = "") -> Any:
-    """A dataclass field whose metadata carries what a parameter table needs (see ``FieldSpec``)."""
+def setting(default: Any, description: str, *, choices: tuple[str, ...] | None = None,
+            limits: tuple[float, float] | None = None, runtime: bool = False, ros_name: str = "") -> Any:
+    """A dataclass field whose metadata carries what a parameter table needs (see ``FieldSpec``).
+
+    Used by ``PerceptorConfig`` and ``efc_core.edge.render.RenderOptions``; ``field_specs`` reads
+    the metadata back.
+    """
     metadata = {"description": description, "choices": choices, "limits": limits, "runtime": runtime,
                 "ros_name": ros_name}
     return field(default=default, metadata=metadata)
@@ -34,44 +38,44 @@ def _setting(default: Any, description: str, *, choices: tuple[str, ...] | None 
 class PerceptorConfig:
     """The settings of one ``Perceptor`` and its backend. Invalid values raise ``ValueError`` naming them."""
 
-    backend: str = _setting(
+    backend: str = setting(
         "onnxruntime", "Inference backend: onnxruntime (CPU/GPU), tensorrt (engine + cuda-python or pycuda) or "
         "torch (checkpoint).", choices=BACKEND_KINDS)
-    model_path: str = _setting(
+    model_path: str = setting(
         "", "ONNX model, TensorRT engine or checkpoint, with its .json manifest next to it. Empty: the shipped "
-        "demo model (share/efc_ros/models/efc_demo_tiny.onnx).")
-    threads: int = _setting(
+        "real-camera model (share/efc_ros/models/efc_camvid_tiny.onnx, 11 CamVid classes).")
+    threads: int = setting(
         0, "Intra-op CPU threads of the onnxruntime and torch backends (0 = library default: all cores).",
         limits=(0, 256), ros_name="num_threads")
-    device: int = _setting(
+    device: int = setting(
         0, "CUDA device index of the tensorrt backend (and of torch when CUDA is available).", limits=(0, 64))
-    cuda_graph: bool = _setting(
+    cuda_graph: bool = setting(
         False, "tensorrt backend: capture and replay CUDA graphs at fixed input sizes (needs cuda-python; falls "
         "back to plain execution with a warning).")
-    precision: str = _setting(
+    precision: str = setting(
         "", "Precision the model must run in (fp32, fp16, int8); empty accepts the model's own. A mismatch "
         "refuses to start instead of silently running another engine.", choices=PRECISIONS)
-    input_width: int = _setting(
+    input_width: int = setting(
         0, "Model input width in pixels (0 = the manifest's size, or the camera size rounded to the pad multiple "
         "for dynamic models). Set with input_height.", limits=(0, 8192))
-    input_height: int = _setting(
+    input_height: int = setting(
         0, "Model input height in pixels (0 = model default). Set with input_width.", limits=(0, 8192))
-    resize_mode: str = _setting(
+    resize_mode: str = setting(
         "letterbox", "How camera frames are fitted to the model input: letterbox (keep aspect, pad) or stretch. "
         "Undone on the outputs. A log line says when letterboxing leaves much of the input unused.",
         choices=RESIZE_MODES)
-    max_input_pixels: int = _setting(
+    max_input_pixels: int = setting(
         0, "Dynamic models without input_width/input_height: frames whose padded size exceeds this many pixels "
         "run at the size of at most this many pixels that fits their aspect (0 = no limit).", limits=(0, 1 << 28))
-    streaming: bool = _setting(
+    streaming: bool = setting(
         True, "Encode each frame once and reuse the previous frame's features (needs encoder/decoder graphs; "
         "falls back to the pair graph).")
-    max_frame_gap_s: float = _setting(
+    max_frame_gap_s: float = setting(
         0.5, "Largest time in seconds between two paired frames; larger gaps, time going backwards, frame_id or "
         "size changes reset the pair. Frames are paired with the previous *processed* frame, so this must "
         "exceed the inference time when the camera is faster than inference.",
         limits=(0.001, 3600.0), runtime=True, ros_name="max_frame_gap")
-    temporal_fusion: float = _setting(
+    temporal_fusion: float = setting(
         0.0, "Weight of the previous frame's flow-warped class probabilities in the current segmentation "
         "(0 = off).", limits=(0.0, 0.95), runtime=True)
 
@@ -142,16 +146,22 @@ def check_setting(label: str, value: Any, default: Any, choices: tuple[str, ...]
     return None
 
 
-def _field_specs() -> tuple[FieldSpec, ...]:
+def field_specs(settings_class: type) -> tuple[FieldSpec, ...]:
+    """The ``FieldSpec`` of every field of the dataclass ``settings_class`` declared with ``setting``.
+
+    Fields declared otherwise (``RenderOptions.palette``) are not settings and are left out.
+    """
     specs = []
-    for item in dataclasses.fields(PerceptorConfig):
+    for item in dataclasses.fields(settings_class):
         meta = item.metadata
+        if "description" not in meta:
+            continue
         specs.append(FieldSpec(item.name, meta["ros_name"] or item.name, item.default, meta["description"],
                                meta["choices"], meta["limits"], meta["runtime"]))
     return tuple(specs)
 
 
-PERCEPTOR_FIELDS: tuple[FieldSpec, ...] = _field_specs()
+PERCEPTOR_FIELDS: tuple[FieldSpec, ...] = field_specs(PerceptorConfig)
 
 
 def build_backend(config: PerceptorConfig, model_path: str | None = None) -> Backend:

@@ -38,7 +38,8 @@ def middlebury_color_wheel() -> np.ndarray:
 
 def _flow_color_table() -> np.ndarray:
     """(ANGLE_BINS * (RADIUS_BINS + 1), 3) uint8: colour by (angle bin, radius bin); last radius
-    bin = beyond the normaliser."""
+    bin = beyond the normaliser.
+    """
     wheel = middlebury_color_wheel()
     count = len(wheel)
     # Middlebury: fk = (atan2(-v, -u) / pi + 1) / 2 * (ncols - 1), i.e. theta / (2 pi) * (ncols - 1)
@@ -64,7 +65,8 @@ def _pack_rgb(table: np.ndarray) -> np.ndarray:
 
 def _lookup_rgb(packed_table: np.ndarray, index: np.ndarray) -> np.ndarray:
     """(H, W, 3) uint8 colours ``table[index]``; a uint32 gather + RGBA->RGB is ~3x faster than
-    fancy-indexing an (N, 3) table."""
+    fancy-indexing an (N, 3) table.
+    """
     rgba = packed_table.take(index).view(np.uint8).reshape(index.shape + (4,))
     return cv2.cvtColor(rgba, cv2.COLOR_RGBA2RGB)
 

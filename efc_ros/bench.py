@@ -81,7 +81,8 @@ def bench_backend(backend, size: tuple[int, int], warmup: int, iters: int, confi
     base = {"backend": backend.name, "precision": backend.precision, "camera_size": list(size),
             "model_size": list(geometry.model_size)}
     if backend.name == "tensorrt":
-        base.update(cuda_graph=bool(getattr(backend, "cuda_graph_active", False)), tf32=bool(getattr(backend, "tf32", True)))
+        base.update(cuda_graph=bool(getattr(backend, "cuda_graph_active", False)),
+                    tf32=bool(getattr(backend, "tf32", True)))
     rows = [{**base, "graph": "single", **latency_stats(
         time_calls(lambda i: backend.infer(tensors[i % 2], tensors[(i + 1) % 2]), warmup, iters))}]
 
@@ -127,14 +128,16 @@ def _input_tensor(perceptor, frame: np.ndarray) -> np.ndarray:
 
 def summarise(rows: list[dict]) -> dict:
     """Ratios measured in this run: torch / onnxruntime (single graph p50), streaming saving
-    (1 - streaming / single per frame), pre/post-processing share of the pipeline."""
+    (1 - streaming / single per frame), pre/post-processing share of the pipeline.
+    """
     index = {(r["backend"], r["precision"], tuple(r["camera_size"]), r["graph"]): r for r in rows}
     summary: dict[str, dict] = {"torch_over_onnxruntime": {}, "streaming_saving": {}, "pre_post_share": {}}
     for (backend, precision, size, graph), row in index.items():
         label = f"{size[1]}x{size[0]}"
         key = f"{backend}/{precision}/{label}"
         if graph == "single" and backend == "torch":
-            ort = next((r for (b, _, s, g), r in index.items() if b == "onnxruntime" and s == size and g == "single"), None)
+            ort = next((r for (b, _, s, g), r in index.items() if b == "onnxruntime" and s == size and g == "single"),
+                       None)
             if ort is not None:
                 summary["torch_over_onnxruntime"][label] = row["p50_ms"] / ort["p50_ms"]
         if graph == "streaming":
@@ -148,7 +151,8 @@ def summarise(rows: list[dict]) -> dict:
 
 def resolve_models(models: list[Path], backends: list[str], workdir: Path) -> dict[str, Path]:
     """Model file per backend: the given file whose suffix fits; ONNX exported (dynamic, with the
-    streaming pair) from a given ``.pt`` when ONNX Runtime is asked for and no ``.onnx`` is given."""
+    streaming pair) from a given ``.pt`` when ONNX Runtime is asked for and no ``.onnx`` is given.
+    """
     from efc_ros.model_paths import default_model_path
 
     if not models:
@@ -157,7 +161,8 @@ def resolve_models(models: list[Path], backends: list[str], workdir: Path) -> di
     for path in models:
         kind = BACKEND_BY_SUFFIX.get(path.suffix.lower())
         if kind is None:
-            raise ValueError(f"cannot tell the backend of {path} (suffix {path.suffix!r}; expected {sorted(BACKEND_BY_SUFFIX)})")
+            raise ValueError(f"cannot tell the backend of {path} (suffix {path.suffix!r}; expected "
+                             f"{sorted(BACKEND_BY_SUFFIX)})")
         if path.exists():
             by_kind.setdefault(kind, path)
     chosen = {}
@@ -193,7 +198,8 @@ def perceptor_config(kind: str, path: Path, threads: int | None, cuda_graph: boo
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``efc bench``."""
     parser = subparsers.add_parser("bench", help="latency p50/p90/p99 and throughput per backend and resolution")
-    parser.add_argument("models", type=Path, nargs="*", help="model files (.pt, .onnx, .engine); default: the shipped model")
+    parser.add_argument("models", type=Path, nargs="*",
+                        help="model files (.pt, .onnx, .engine); default: the shipped model")
     parser.add_argument("--backends", default="onnxruntime,torch", help="comma-separated: onnxruntime, torch, tensorrt")
     parser.add_argument("--sizes", default="640x480,1280x720", help="comma-separated camera WIDTHxHEIGHT")
     parser.add_argument("--warmup", type=int, default=3)
@@ -257,5 +263,6 @@ def format_table(rows: list[dict], summary: dict) -> str:
     text = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)) for line in lines]
     for label, values in summary.items():
         for key, value in values.items():
-            text.append(f"{label} [{key}]: {value:.2f}" if label == "torch_over_onnxruntime" else f"{label} [{key}]: {value:.1%}")
+            text.append(f"{label} [{key}]: {value:.2f}" if label == "torch_over_onnxruntime"
+                        else f"{label} [{key}]: {value:.1%}")
     return "\n".join(text)

@@ -14,6 +14,7 @@ from pathlib import Path
 from efc_core.errors import EfcError
 from efc_core.perceptor_config import PerceptorConfig, build_perceptor
 from efc_ros.cli_args import parse_size_wh
+from efc_ros.model_paths import DEMO_MODEL_NAME, default_model_path
 from efc_ros.perceptor_args import add_perceptor_arguments, perceptor_config_from_args
 
 
@@ -58,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         height, width = parse_size_wh(args.size)
+        # The synthetic camera's ground truth uses the synthetic classes: the demo model, not the
+        # real-camera default.
+        args.model = args.model or default_model_path(name=DEMO_MODEL_NAME)
         run_demo(args.output, frames=args.frames, size=(width, height), config=perceptor_config_from_args(args))
     except (EfcError, ValueError, FileNotFoundError) as error:
         print(f"demo: error: {error}", file=sys.stderr)

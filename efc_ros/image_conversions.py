@@ -31,7 +31,8 @@ def image_msg_to_rgb(msg: Image, *, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) 
 def compressed_msg_to_rgb(msg: CompressedImage, *, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
                           allow_corrupt: bool = False) -> np.ndarray:
     """Decode a jpeg/png ``CompressedImage`` to (H, W, 3) uint8 RGB; corrupt data is an ``InputError``
-    (kind ``corrupt_image``) unless ``allow_corrupt``."""
+    (kind ``corrupt_image``) unless ``allow_corrupt``.
+    """
     return decode_image(msg, max_pixels=max_pixels, allow_corrupt=allow_corrupt).rgb
 
 
@@ -53,7 +54,8 @@ def _image_msg(packed: PackedImage, header: Header) -> Image:
 
 def array_to_image_msg(values: np.ndarray, encoding: str, header: Header) -> Image:
     """Wrap an output array (``efc_core.edge.image_encode.pack_output``) in a ``sensor_msgs/Image``
-    carrying ``header`` (the input image's stamp and frame_id)."""
+    carrying ``header`` (the input image's stamp and frame_id).
+    """
     return _image_msg(pack_output(values, encoding), header)
 
 

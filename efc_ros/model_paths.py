@@ -1,9 +1,16 @@
-"""Where the shipped demo model lives, in a source checkout and in a colcon install."""
+"""Where the shipped models live, in a source checkout and in a colcon install.
+
+Two models ship: ``efc_camvid_tiny`` (11 CamVid street classes, flow and occlusion learned from real
+video) is the default of the node, the lifecycle and multi-camera nodes, the bag tools and the
+launch file; ``efc_demo_tiny`` (the six synthetic classes) is what ``make demo`` runs on its
+synthetic camera, whose ground truth uses those classes.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+DEFAULT_MODEL_NAME = "efc_camvid_tiny"
 DEMO_MODEL_NAME = "efc_demo_tiny"
 PACKAGE_NAME = "efc_ros"
 
@@ -24,12 +31,12 @@ def model_directories() -> list[Path]:
     return directories
 
 
-def default_model_path(suffix: str = ".onnx") -> Path:
-    """The shipped demo model (``efc_demo_tiny.onnx`` by default); the first candidate that exists.
+def default_model_path(suffix: str = ".onnx", name: str = DEFAULT_MODEL_NAME) -> Path:
+    """The shipped model ``name`` (``efc_camvid_tiny.onnx`` by default); the first candidate that exists.
 
     Returns the checkout's path even when missing, so the caller's error names a real location.
     """
-    candidates = [directory / f"{DEMO_MODEL_NAME}{suffix}" for directory in model_directories()]
+    candidates = [directory / f"{name}{suffix}" for directory in model_directories()]
     for candidate in candidates:
         if candidate.is_file():
             return candidate

@@ -3,7 +3,9 @@
 The model and pipeline parameters are not written here: they are ``efc_core.perceptor_config``'s
 ``PerceptorConfig`` fields (default, description, choices, limits, whether they may change at
 runtime), turned into ROS parameters under the names users already type (``num_threads``,
-``max_frame_gap``). Only the node's own parameters (outputs, topics, input checks) are listed here.
+``max_frame_gap``); the renderer's (``occlusion_threshold``, ``flow_color_max``, ``overlay_alpha``)
+are ``efc_core.edge.render.RenderOptions`` fields, as ``efc bag process``'s flags are. Only the
+node's own parameters (outputs, topics, input checks) are listed here.
 Every parameter is declared with a ``ParameterDescriptor`` (description, range, read-only where a
 change would need a new model or new subscriptions). rclpy itself enforces types, ranges and
 read-only; the choices of string parameters and the cross-parameter rules are checked here (with
@@ -19,6 +21,7 @@ from typing import Any, Mapping
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
 
+from efc_core.edge.render import RENDER_FIELDS
 from efc_core.perceptor_config import PERCEPTOR_FIELDS, FieldSpec, PerceptorConfig, check_setting
 
 QOS_RELIABILITIES: tuple[str, ...] = ("best_effort", "reliable")
@@ -68,8 +71,8 @@ class ParameterSpec:
         return check_setting(self.name, value, self.default, self.choices, self.int_range or self.float_range)
 
 
-def _perceptor_parameter(setting: FieldSpec) -> ParameterSpec:
-    """The ROS parameter of one ``PerceptorConfig`` field (``efc_core.perceptor_config.FieldSpec``)."""
+def _setting_parameter(setting: FieldSpec) -> ParameterSpec:
+    """The ROS parameter of one ``PerceptorConfig`` or ``RenderOptions`` field (a ``FieldSpec``)."""
     limits = setting.limits
     is_int = type(setting.default) is int
     return ParameterSpec(
@@ -83,29 +86,15 @@ def _perceptor_parameter(setting: FieldSpec) -> ParameterSpec:
 #: ROS name -> ``PerceptorConfig`` field, for the parameters that configure the Perceptor.
 PERCEPTOR_PARAMETERS: dict[str, str] = {setting.ros_name: setting.name for setting in PERCEPTOR_FIELDS}
 
-NODE_PARAMETER_SPECS: tuple[ParameterSpec, ...] = (
-    ParameterSpec(
-        "occlusion_threshold", 0.5,
-        "Occlusion probability above which a pixel is published as occluded (255) in the occlusion mask.",
-        float_range=(0.0, 1.0),
-    ),
-    ParameterSpec(
-        "flow_color_max", 0.0,
-        "Flow magnitude in pixels shown at full colour saturation in flow/color (0 = each frame's own "
-        "maximum).",
-        float_range=(0.0, 10000.0),
-    ),
+#: The renderer's settings (occlusion_threshold, flow_color_max, overlay_alpha) are
+#: ``efc_core.edge.render.RENDER_FIELDS``, shared with ``efc bag process``'s flags.
+NODE_PARAMETER_SPECS: tuple[ParameterSpec, ...] = tuple(_setting_parameter(setting) for setting in RENDER_FIELDS) + (
     ParameterSpec(
         "flow_scale", 1.0,
         "Size of the flow and flow/color images relative to the camera image (1 = camera resolution). Below 1 "
         "the vectors are in pixels of the smaller flow image: multiply dx by camera width / flow width, dy by "
         "camera height / flow height for camera pixels.",
         float_range=(0.05, 1.0),
-    ),
-    ParameterSpec(
-        "overlay_alpha", 0.5,
-        "Opacity of the segmentation colours in the overlay image.",
-        float_range=(0.0, 1.0),
     ),
     ParameterSpec(
         "publish_occlusion_probability", False,
@@ -153,7 +142,7 @@ NODE_PARAMETER_SPECS: tuple[ParameterSpec, ...] = (
 )
 
 PARAMETER_SPECS: tuple[ParameterSpec, ...] = (
-    tuple(_perceptor_parameter(setting) for setting in PERCEPTOR_FIELDS) + NODE_PARAMETER_SPECS
+    tuple(_setting_parameter(setting) for setting in PERCEPTOR_FIELDS) + NODE_PARAMETER_SPECS
 )
 SPECS_BY_NAME: dict[str, ParameterSpec] = {spec.name: spec for spec in PARAMETER_SPECS}
 RUNTIME_PARAMETERS: frozenset[str] = frozenset(spec.name for spec in PARAMETER_SPECS if not spec.read_only)

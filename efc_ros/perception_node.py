@@ -111,7 +111,8 @@ class OutputPublishers:
 
     def __init__(self, node: Node, manifest: Any, *, depth: int) -> None:
         """Create the publishers on ``node``: reliable, keep last ``depth`` (matches best-effort and reliable
-        subscribers alike). ``occlusion/probability`` is always advertised so that configs can name it."""
+        subscribers alike). ``occlusion/probability`` is always advertised so that configs can name it.
+        """
         qos = QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
         self.palette = np.asarray(manifest.palette, dtype=np.uint8)  # (K, 3) RGB per class id
         self.publishers = {
@@ -126,7 +127,8 @@ class OutputPublishers:
 
     def render_options(self, settings: PerceptionParameters) -> render.RenderOptions:
         """The parameters' render options for the topics with at least one subscriber now
-        (``occlusion/probability`` also needs ``publish_occlusion_probability``)."""
+        (``occlusion/probability`` also needs ``publish_occlusion_probability``).
+        """
         demand = {topic for topic, publisher in self.publishers.items() if publisher.get_subscription_count() > 0}
         demand.add(render.FLOW_PREV_STAMP)
         if not settings.publish_occlusion_probability:

@@ -30,7 +30,7 @@ def _flag(setting: Any) -> str:
 def add_perceptor_arguments(parser: argparse.ArgumentParser) -> None:
     """Add one flag per ``PerceptorConfig`` setting to ``parser`` (defaults: the config's)."""
     group = parser.add_argument_group("perceptor (the node's parameters of the same names)")
-    group.add_argument("--model", type=Path, default=None, help="model file (default: the shipped demo model)")
+    group.add_argument("--model", type=Path, default=None, help="model file (default: the shipped real-camera model, efc_camvid_tiny)")
     group.add_argument("--input-size", default=None, help="model input WIDTHxHEIGHT (default: the model's)")
     for setting in PERCEPTOR_FIELDS:
         if setting.name in _SPECIAL:
@@ -47,7 +47,7 @@ def add_perceptor_arguments(parser: argparse.ArgumentParser) -> None:
 def perceptor_config_from_args(args: argparse.Namespace) -> PerceptorConfig:
     """The validated config of the flags ``add_perceptor_arguments`` added (``ValueError`` naming a bad one).
 
-    ``--model`` defaults to the shipped demo model, like the node's empty ``model_path``.
+    ``--model`` defaults to the shipped real-camera model, like the node's empty ``model_path``.
     """
     values = {setting.name: getattr(args, setting.name) for setting in PERCEPTOR_FIELDS
               if setting.name not in _SPECIAL and getattr(args, setting.name, None) is not None}

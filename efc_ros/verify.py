@@ -90,9 +90,11 @@ def tolerance_failures(result: Comparison, tol_logits: float, tol_epe: float, mi
     return failures
 
 
-def image_pairs(images: Path | None, synthetic: int, size: tuple[int, int] | None, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+def image_pairs(images: Path | None, synthetic: int, size: tuple[int, int] | None,
+                seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
     """Input pairs as (H, W, 3) uint8 RGB: consecutive sorted images of a folder, or ``synthetic``
-    pairs of a synthetic video at ``size`` (H, W)."""
+    pairs of a synthetic video at ``size`` (H, W).
+    """
     import cv2
 
     if images is not None:
@@ -204,9 +206,11 @@ def run_cli(args: argparse.Namespace) -> int:
         if not path.exists():
             raise FileNotFoundError(f"model {path} not found")
     pairs = image_pairs(args.images, args.synthetic, size, args.seed)
-    result, description = run_verify(args.model_a, args.model_b, pairs, backend_a=args.backend_a, backend_b=args.backend_b)
+    result, description = run_verify(args.model_a, args.model_b, pairs, backend_a=args.backend_a,
+                                     backend_b=args.backend_b)
     defaults, tolerance_set = default_tolerances(description)
-    tolerances = {key: getattr(args, key) if getattr(args, key) is not None else value for key, value in defaults.items()}
+    tolerances = {key: getattr(args, key) if getattr(args, key) is not None else value for key,
+                  value in defaults.items()}
     failures = tolerance_failures(result, **tolerances)
     report = {**description, **asdict(result), "tolerances": tolerances, "tolerance_set": tolerance_set,
               "passed": not failures, "failures": failures}
@@ -218,7 +222,8 @@ def run_cli(args: argparse.Namespace) -> int:
 
 def default_tolerances(description: dict) -> tuple[dict, str]:
     """(tolerances, name of the set and why) for two backends described by ``run_verify``:
-    REDUCED when either side is FP16/INT8, TF32 when an FP32 side may use TF32, else STRICT."""
+    REDUCED when either side is FP16/INT8, TF32 when an FP32 side may use TF32, else STRICT.
+    """
     if {description["precision_a"], description["precision_b"]} - {"fp32"}:
         return REDUCED, "reduced (FP16/INT8)"
     if description.get("tf32_a") or description.get("tf32_b"):
@@ -235,7 +240,8 @@ def format_table(report: dict) -> str:
         ("tolerances", report.get("tolerance_set", "given")),
         ("logits max |diff|", f"{report['logits_max_abs']:.3g}  (tol {report['tolerances']['tol_logits']:g})"),
         ("logits mean |diff|", f"{report['logits_mean_abs']:.3g}"),
-        ("flow EPE mean / max (px)", f"{report['flow_epe_mean']:.3g} / {report['flow_epe_max']:.3g}  (tol {report['tolerances']['tol_epe']:g})"),
+        ("flow EPE mean / max (px)",
+         f"{report['flow_epe_mean']:.3g} / {report['flow_epe_max']:.3g}  (tol {report['tolerances']['tol_epe']:g})"),
         ("occlusion max |diff|", f"{report['occlusion_max_abs']:.3g}"),
         ("label agreement", f"{report['label_agreement']:.4%}  (min {report['tolerances']['min_agreement']:.4%})"),
         ("result", "PASS" if report["passed"] else "FAIL: " + "; ".join(report["failures"])),

@@ -29,7 +29,8 @@ PROFILE_ENV_VARS = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_
 
 def generate_launch_description() -> LaunchDescription:
     """Arguments: image_topic, namespace, params_file, backend, model_path, use_sim_time, rviz, log_level,
-    dds_profile."""
+    dds_profile.
+    """
     share = FindPackageShare(PACKAGE)
     image_topic = LaunchConfiguration("image_topic")
     namespace = LaunchConfiguration("namespace")
@@ -37,7 +38,8 @@ def generate_launch_description() -> LaunchDescription:
 
     arguments = [
         DeclareLaunchArgument("image_topic", default_value="/camera/image_raw",
-                              description="Camera topic (sensor_msgs/Image); <image_topic>/compressed with use_compressed."),
+                              description="Camera topic (sensor_msgs/Image); <image_topic>/compressed with "
+                                          "use_compressed."),
         DeclareLaunchArgument("namespace", default_value="efc",
                               description="Namespace of the node and of all its outputs (one per camera)."),
         DeclareLaunchArgument("params_file", default_value=PathJoinSubstitution([share, "config", "perception.yaml"]),
@@ -45,7 +47,7 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("backend", default_value="onnxruntime", choices=["onnxruntime", "tensorrt", "torch"],
                               description="Inference backend."),
         DeclareLaunchArgument("model_path", default_value="",
-                              description="Model (.onnx, .engine or checkpoint); empty = the shipped demo model."),
+                              description="Model (.onnx, .engine or checkpoint); empty = the shipped real-camera model (efc_camvid_tiny)."),
         DeclareLaunchArgument("use_sim_time", default_value="false", choices=["true", "false"],
                               description="Use /clock (rosbag play --clock)."),
         DeclareLaunchArgument("rviz", default_value="false", choices=["true", "false"],

@@ -67,8 +67,9 @@ TEST_MODEL_FILE = "efc_test_tiny.onnx"
 def _model_code_digest() -> str:
     """Hash of the code that defines and exports the model: a cached export is reused only while it is unchanged."""
     digest = hashlib.sha256()
-    for path in sorted((REPO_ROOT / "efc_core" / "model").glob("*.py")) + [REPO_ROOT / "efc_core" / "export" / "onnx_export.py",
-                                                                            REPO_ROOT / "efc_core" / "manifest.py"]:
+    sources = sorted((REPO_ROOT / "efc_core" / "model").glob("*.py"))
+    sources += [REPO_ROOT / "efc_core" / "export" / "onnx_export.py", REPO_ROOT / "efc_core" / "manifest.py"]
+    for path in sources:
         digest.update(path.read_bytes())
     digest.update(repr(TEST_MODEL_SIZE).encode())
     return digest.hexdigest()[:16]

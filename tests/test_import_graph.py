@@ -101,12 +101,13 @@ def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 def private_imports(modules: list[SourceModule], packages: tuple[str, ...] = PACKAGES) -> list[str]:
     """``path:line: name`` for each ``_name`` imported from another module (dunder names allowed).
 
-    Covers ``from m import _x``, ``import m._x`` and ``m._x`` where ``m`` is a project module bound by
-    an import in the same file.
+    Covers ``from m import _x``, ``import m._x`` and ``m._x`` where ``m`` is a project *module* bound
+    by an import in the same file (a private method reached through a public class is not an import).
     """
     def private(name: str) -> bool:
         return name.startswith("_") and not name.startswith("__")
 
+    modules_known = {module.name for module in modules if module.name}
     found = []
     for module in modules:
         where = module.path.relative_to(REPO_ROOT) if module.path.is_relative_to(REPO_ROOT) else module.path
@@ -116,8 +117,10 @@ def private_imports(modules: list[SourceModule], packages: tuple[str, ...] = PAC
                 for alias in node.names:
                     if private(alias.name):
                         found.append(f"{where}:{node.lineno}: from {node.module} import {alias.name}")
-                    elif node.level or (node.module or "").split(".")[0] in packages:
-                        project_names.add(alias.asname or alias.name)
+                    elif module.name is not None or not node.level:
+                        source = _absolute_module(module, node) if node.level else (node.module or "")
+                        if f"{source}.{alias.name}" in modules_known:
+                            project_names.add(alias.asname or alias.name)
             elif isinstance(node, ast.Import):
                 for alias in node.names:
                     if any(private(part) for part in alias.name.split(".")):
@@ -165,10 +168,12 @@ def test_the_checks_find_a_lazy_cycle_and_private_imports(tmp_path: Path) -> Non
         "pkg/bench.py": "def run():\n    from pkg.cli import parse\n",
         "pkg/leaf.py": "from . import cli\nfrom typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg import "
                        "other\n",
-        "pkg/other.py": "from pkg.leaf import x\nfrom pkg.cli import _helper\nimport pkg.cli\npkg.cli._state = 1\n",
+        "pkg/other.py": "from pkg.leaf import x\nfrom pkg.cli import _helper\nimport pkg.cli\npkg.cli._state = 1\n"
+                        "from pkg import cli as c\nc._reset()\nfrom pkg.cli import Parser\nParser._method()\n",
     })
     graph = import_graph(modules)
     assert graph["pkg.leaf"] == {"pkg.cli"}  # the TYPE_CHECKING import does not count
     assert find_cycles(graph) == [["pkg.bench", "pkg.cli"]]
     found = private_imports(modules, packages=("pkg",))
-    assert [line.split(": ", 1)[1] for line in found] == ["from pkg.cli import _helper", "pkg.cli._state"]
+    # A private method reached through a public class (Parser._method) is not an import.
+    assert [line.split(": ", 1)[1] for line in found] == ["from pkg.cli import _helper", "pkg.cli._state", "c._reset"]

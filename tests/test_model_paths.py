@@ -1,4 +1,4 @@
-"""The shipped demo model is found without parameters, with or without a sourced ROS environment."""
+"""The shipped real-camera model is found without parameters, with or without a sourced ROS environment."""
 
 from __future__ import annotations
 
@@ -22,5 +22,5 @@ def test_default_model_path_is_the_shipped_model(ament_prefix: str | None) -> No
         capture_output=True, text=True, env=environment, cwd=REPO_ROOT, timeout=60,
     )
     assert result.returncode == 0, result.stderr
-    assert Path(result.stdout.strip()) == REPO_ROOT / "models" / "efc_demo_tiny.onnx"
-    assert (REPO_ROOT / "models" / "efc_demo_tiny.json").is_file()
+    assert Path(result.stdout.strip()) == REPO_ROOT / "models" / "efc_camvid_tiny.onnx"
+    assert (REPO_ROOT / "models" / "efc_camvid_tiny.json").is_file()

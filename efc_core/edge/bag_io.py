@@ -46,7 +46,7 @@ def open_reader(path: str | Path) -> AnyReader:
 
 @contextlib.contextmanager
 def open_bag(path: str | Path) -> Iterator[AnyReader]:
-    """``with open_bag(path) as reader``: ``open_reader`` and a close that never raises."""
+    """Context manager around ``open_reader(path)`` whose close never raises."""
     reader = open_reader(path)
     try:
         yield reader

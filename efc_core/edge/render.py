@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from efc_core import viz
+from efc_core.perceptor_config import FieldSpec, field_specs, setting
 
 SEGMENTATION = "segmentation"
 SEGMENTATION_COLOR = "segmentation/color"
@@ -58,28 +59,30 @@ class RenderOptions:
 
     palette: (K, 3) uint8 RGB, row k = colour of class k (the manifest's palette).
     demand: topic suffixes to render (default: all of ``OUTPUT_TOPICS``).
-    occlusion_threshold: probability above which ``occlusion`` is 255, in [0, 1].
-    flow_color_max: flow magnitude (pixels) drawn fully saturated in ``flow/color``; 0 = each
-        frame's largest magnitude.
-    overlay_alpha: weight of the segmentation colours in ``overlay``, in [0, 1].
+    The other fields are the renderer's settings (``RENDER_FIELDS``): the node's parameters and
+    ``efc bag process``'s flags of the same names take their defaults, descriptions and limits
+    from here. Invalid values raise ``ValueError`` naming them.
     """
 
     palette: np.ndarray
     demand: frozenset[str] = field(default_factory=lambda: frozenset(OUTPUT_TOPICS))
-    occlusion_threshold: float = 0.5
-    flow_color_max: float = 0.0
-    overlay_alpha: float = 0.5
+    occlusion_threshold: float = setting(
+        0.5, "Occlusion probability above which a pixel is published as occluded (255) in the occlusion mask.",
+        limits=(0.0, 1.0), runtime=True)
+    flow_color_max: float = setting(
+        0.0, "Flow magnitude in pixels shown at full colour saturation in flow/color (0 = each frame's own "
+        "maximum).", limits=(0.0, 10000.0), runtime=True)
+    overlay_alpha: float = setting(
+        0.5, "Opacity of the segmentation colours in the overlay image.", limits=(0.0, 1.0), runtime=True)
 
     def __post_init__(self) -> None:
         unknown = set(self.demand) - set(OUTPUT_TOPICS)
         if unknown:
             raise ValueError(f"unknown output topics {sorted(unknown)}; expected some of {list(OUTPUT_TOPICS)}")
-        if not 0.0 <= self.occlusion_threshold <= 1.0:
-            raise ValueError(f"occlusion_threshold must be in [0, 1], got {self.occlusion_threshold}")
-        if not self.flow_color_max >= 0.0:
-            raise ValueError(f"flow_color_max must be >= 0, got {self.flow_color_max}")
-        if not 0.0 <= self.overlay_alpha <= 1.0:
-            raise ValueError(f"overlay_alpha must be in [0, 1], got {self.overlay_alpha}")
+        for spec in RENDER_FIELDS:
+            reason = spec.check(getattr(self, spec.name))
+            if reason is not None:
+                raise ValueError(reason)
         object.__setattr__(self, "palette", np.asarray(self.palette, dtype=np.uint8))
         object.__setattr__(self, "demand", frozenset(self.demand))
 
@@ -92,6 +95,11 @@ class RenderOptions:
     def needs_occlusion(self) -> bool:
         """Occlusion must be brought to the input size (an occlusion topic is wanted)."""
         return bool(self.demand & OCCLUSION_TOPICS)
+
+
+#: The renderer's settings (occlusion_threshold, flow_color_max, overlay_alpha): the node's
+#: parameters and ``efc bag process``'s flags are derived from these.
+RENDER_FIELDS: tuple[FieldSpec, ...] = field_specs(RenderOptions)
 
 
 def render_outputs(result: Any, rgb: np.ndarray | None, options: RenderOptions) -> dict[str, tuple[np.ndarray, str]]:

@@ -48,7 +48,8 @@ class BuildLog:
     @contextlib.contextmanager
     def heartbeat(self, what: str, interval_s: float = HEARTBEAT_S) -> Iterator[None]:
         """Log "still <what>" every ``interval_s`` until the block ends (for releases without a
-        progress monitor)."""
+        progress monitor).
+        """
         stop = threading.Event()
 
         def beat() -> None:
@@ -75,6 +76,7 @@ def make_progress_monitor(trt: Any, build_log: BuildLog) -> Any | None:
         return None
 
     class LoggingProgressMonitor(base):  # type: ignore[misc, valid-type]
+
         def __init__(self) -> None:
             base.__init__(self)
             self._started: dict[str, float] = {}

@@ -57,6 +57,7 @@ def flow_fp32_nodes(model: "onnx.ModelProto", flow_output: str = OUTPUT_FLOW) ->
         model: a loaded ONNX model (``onnx.load``). Unnamed nodes are skipped (nothing could
             match them in TensorRT).
         flow_output: graph output holding the flow; ignored when the graph has none (encoder).
+
     Returns:
         Node names, GridSample nodes included, learned layers excluded.
     """
@@ -113,7 +114,8 @@ def _ancestors(model: "onnx.ModelProto", outputs: Iterable[str]) -> set[str]:  #
 def flow_branch_nodes(model: "onnx.ModelProto") -> set[str]:  # noqa: F821
     """Nodes that feed only the flow / occlusion outputs, not the segmentation (the INT8 engine
     keeps them in FP16). The shared encoder feeds both and is left to INT8; an encoder-only graph
-    has no flow branch."""
+    has no flow branch.
+    """
     outputs = {output.name for output in model.graph.output}
     flow_side = _ancestors(model, outputs & {OUTPUT_FLOW, OUTPUT_OCCLUSION})
     return flow_side - _ancestors(model, outputs & {OUTPUT_SEG_LOGITS})
@@ -140,7 +142,8 @@ class LayerView:
 
 def resolve_layer_origins(layers: Sequence[LayerView], model: "onnx.ModelProto") -> list[str | None]:  # noqa: F821
     """The ONNX node each layer came from (None: unknown), by metadata, output tensor names,
-    consumers, then name (module docstring). ``layers`` in network order."""
+    consumers, then name (module docstring). ``layers`` in network order.
+    """
     node_names = {node.name for node in model.graph.node if node.name}
     producer = {output: node.name for node in model.graph.node for output in node.output if node.name}
     origins: list[str | None] = []
@@ -166,7 +169,8 @@ def resolve_layer_origins(layers: Sequence[LayerView], model: "onnx.ModelProto")
 
 def _onnx_node_of_layer(layer_name: str, node_names: frozenset[str]) -> str | None:
     """The ONNX node a TensorRT layer came from: exact name, or the ``[ONNX Layer: name]`` tag
-    that recent parsers append to layers they create for one node."""
+    that recent parsers append to layers they create for one node.
+    """
     if layer_name in node_names:
         return layer_name
     tagged = re.search(r"\[ONNX Layer: (.+?)\]", layer_name)
@@ -204,6 +208,7 @@ def layer_precision(
         fp16_nodes: ONNX node names from ``flow_branch_nodes`` (used in INT8 engines).
         onnx_node: the node the layer came from (``resolve_layer_origins``). When given, the node
             sets decide; when None, the layer name and the name patterns do.
+
     Returns:
         ``"fp32"`` for the grid / warp / flow arithmetic, ``"fp16"`` for the rest of the flow
         branch in an INT8 engine, None otherwise.

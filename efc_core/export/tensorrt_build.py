@@ -81,7 +81,8 @@ def _visible_nvidia_smi_index(device: int, count: int) -> int:
 def _nvidia_smi_gpu(device: int) -> tuple[str, str]:
     query = ["nvidia-smi", "--query-gpu=index,name,compute_cap", "--format=csv,noheader"]
     try:
-        lines = subprocess.run(query, check=True, capture_output=True, text=True, timeout=30).stdout.strip().splitlines()
+        lines = subprocess.run(query, check=True, capture_output=True, text=True,
+                               timeout=30).stdout.strip().splitlines()
         rows = {int(index): (name.strip(), capability.strip())
                 for index, name, capability in (line.rsplit(",", 2) for line in lines if line.strip())}
     except (OSError, subprocess.SubprocessError, ValueError) as error:
@@ -108,7 +109,8 @@ def detect_gpu(device: int = 0) -> tuple[str, str]:
 @contextlib.contextmanager
 def _cuda_device(device: int, *, required: bool) -> Iterator[Any]:
     """The CUDA layer activated for ``device`` on this thread (None when none is installed and
-    not ``required``), closed afterwards."""
+    not ``required``), closed afterwards.
+    """
     from efc_core.runtime.cuda_layer import open_cuda_layer
 
     try:
@@ -266,8 +268,10 @@ def build_engine(
         tf32: allow TF32 for FP32 layers (TensorRT's default); recorded in the sidecar.
         detailed_profile: build with ``ProfilingVerbosity.DETAILED`` so that ``IEngineInspector``
             reports per-layer precisions (``engine_layer_information``).
+
     Returns:
         Path of the engine; its sidecar is ``<engine>.json``.
+
     Raises:
         ValueError: bad arguments. ModelError: this TensorRT cannot build ``precision``, the ONNX
         does not parse, or an existing engine of another key is in the way (``force``).
@@ -392,9 +396,10 @@ def build_engine(
 def engine_layer_information(engine_path: str | Path, device: int = 0) -> list[dict[str, Any]]:
     """Per-layer information of a built engine from ``IEngineInspector`` (JSON format): one dict
     per layer (``Name``, ``LayerType``, ``Inputs``/``Outputs`` with ``Format/Datatype``...). Full
-    detail needs an engine built with ``detailed_profile=True``; otherwise only names come back."""
+    detail needs an engine built with ``detailed_profile=True``; otherwise only names come back.
+    """
     trt = _import_tensorrt()
-    with _cuda_device(device, required=device != 0) as _cuda:
+    with _cuda_device(device, required=device != 0):
         runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         engine = runtime.deserialize_cuda_engine(Path(engine_path).read_bytes())
         if engine is None:

@@ -30,6 +30,7 @@ def range_map(flow21: torch.Tensor) -> torch.Tensor:
 
     Args:
         flow21: (B, 2, H, W) flow 2 -> 1 on frame 2's grid, pixels.
+
     Returns:
         (B, 1, H, W) non-negative mass on frame 1's grid (1 for a pixel hit once exactly, 0 for a
         pixel no frame-2 pixel maps to). Mass landing outside the image is dropped.
@@ -60,6 +61,7 @@ def range_map_occlusion(flow21: torch.Tensor, threshold: float = 0.5) -> torch.T
     Args:
         flow21: (B, 2, H, W) flow 2 -> 1 on frame 2's grid, pixels.
         threshold: ``τ`` > 0, in splatted pixels (0.5: at least half a pixel of frame 2 maps here).
+
     Returns:
         (B, 1, H, W) float {0, 1}, detached, on frame 1's grid.
     """
@@ -78,6 +80,7 @@ def forward_backward_occlusion(
         flow12: (B, 2, H, W) flow 1 -> 2 on frame 1's grid, pixels.
         flow21: (B, 2, H, W) flow 2 -> 1 on frame 2's grid, pixels.
         alpha1: relative tolerance (dimensionless), alpha2: absolute tolerance in pixels².
+
     Returns:
         (B, 1, H, W) float {0, 1}, detached: inconsistent pixels and pixels whose flow leaves
         the image.
@@ -109,6 +112,7 @@ def occlusion_target(
         flow21: (B, 2, H, W) flow 2 -> 1 at the same resolution, or ``None`` when the other
             direction was not computed: then only pixels leaving the image are marked.
         method: ``"range_map"`` or ``"fb_check"``.
+
     Returns:
         (B, 1, H, W) float {0, 1}, detached.
     """
@@ -151,6 +155,7 @@ def occlusion_loss(
             target is defined); ``None`` = all ones.
         max_positive_weight: cap on the balancing factor of the occluded class, so a batch with a
             handful of occluded pixels does not dominate the gradient.
+
     Returns:
         scalar: weighted mean binary cross-entropy (nats) plus the penalty term.
     """

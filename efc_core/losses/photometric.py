@@ -80,6 +80,7 @@ def census_error(image1: torch.Tensor, warped2: torch.Tensor, patch_size: int = 
 
     Args:
         image1, warped2: (B, 3, H, W) in [0, 1].
+
     Returns:
         (B, 1, H, W), dimensionless, >= 0.
     """
@@ -92,6 +93,7 @@ def ssim_error(image1: torch.Tensor, image2: torch.Tensor) -> torch.Tensor:
 
     Args:
         image1, image2: (B, C, H, W) in [0, 1].
+
     Returns:
         (B, 1, H, W) in [0, 1]; 0 where the two images agree.
     """
@@ -157,6 +159,7 @@ def masked_mean(error: torch.Tensor, mask: torch.Tensor | None = None, eps: floa
     Args:
         error: (B, C, H, W).
         mask: broadcastable to ``error`` (e.g. (B, 1, H, W)), weights in [0, 1]; ``None`` = all ones.
+
     Returns:
         scalar tensor; 0 (not NaN) when the mask is empty.
     """

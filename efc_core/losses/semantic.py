@@ -22,6 +22,7 @@ def segmentation_loss(logits: list[torch.Tensor], labels: list[torch.Tensor],
             all 255 and contributes nothing).
         class_weights: (K,) weight of each class (e.g. ENet's ``1 / ln(1.02 + frequency)``, so rare
             classes such as poles and signs are not drowned by road and sky), or None for 1 each.
+
     Returns:
         scalar: weighted mean cross-entropy (nats) over labelled pixels (the weights of the labelled
         pixels normalise it); exactly 0, still attached to the graph, when no pixel is labelled (not NaN).
@@ -36,7 +37,8 @@ def segmentation_loss(logits: list[torch.Tensor], labels: list[torch.Tensor],
     weights = None if class_weights is None else class_weights.to(device=logits[0].device, dtype=torch.float32)
     for frame_logits, frame_labels in zip(logits, labels):
         if frame_logits.shape[-2:] != frame_labels.shape[-2:]:
-            raise ValueError(f"logits size {tuple(frame_logits.shape[-2:])} != labels size {tuple(frame_labels.shape[-2:])}")
+            raise ValueError(f"logits size {tuple(frame_logits.shape[-2:])} != labels size "
+                             f"{tuple(frame_labels.shape[-2:])}")
         total = total + F.cross_entropy(frame_logits.float(), frame_labels.long(), weight=weights,
                                         ignore_index=IGNORE_INDEX, reduction="sum")
         labelled = frame_labels != IGNORE_INDEX
@@ -54,6 +56,7 @@ def seg_occlusion(logits1: torch.Tensor, logits2: torch.Tensor, flow12: torch.Te
     Args:
         logits1, logits2: (B, K, H, W) class logits of frames 1 and 2.
         flow12: (B, 2, H, W) flow 1 -> 2 in pixels of this resolution.
+
     Returns:
         (B, 1, H, W) float {0, 1} on frame 1's grid. Pixels whose flow leaves the image are 0:
         there is no label to disagree with (the occlusion target covers them).
@@ -73,6 +76,7 @@ def error_mask(occlusion_target: torch.Tensor, seg_mask: torch.Tensor | None, ga
         occlusion_target: (B, 1, H, W) ``Ô1`` in [0, 1].
         seg_mask: (B, 1, H, W) ``O_seg`` in [0, 1], or ``None`` (= no semantic term).
         gamma: in [0, 1]; 0 disables the semantic term.
+
     Returns:
         (B, 1, H, W) in [0, 1], detached.
     """
@@ -101,6 +105,7 @@ def temporal_consistency_loss(
         occlusion1: (B, 1, H', W') occlusion probability of frame 1, any size (area-resized);
             always detached here.
         flow_gradient: whether the flow receives this loss's gradient (docs/METHOD.md: a flag).
+
     Returns:
         scalar: weighted mean over visible pixels of the L1 norm over channels (units of ``maps``).
         Pixels whose flow leaves the image are excluded too.

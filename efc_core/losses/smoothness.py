@@ -18,6 +18,7 @@ def image_gradients(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
     Args:
         x: (B, C, H, W).
+
     Returns:
         gx (B, C, H, W − 1) = ``x[..., 1:] − x[..., :-1]``, gy (B, C, H − 1, W).
     """
@@ -30,6 +31,7 @@ def edge_weights(image: torch.Tensor, alpha: float) -> tuple[torch.Tensor, torch
     Args:
         image: (B, 3, H, W) in [0, 1].
         alpha: edge constant (>= 0; 0 = plain, not edge-aware, smoothness).
+
     Returns:
         wx (B, 1, H, W − 1), wy (B, 1, H − 1, W) in (0, 1].
     """

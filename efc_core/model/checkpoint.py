@@ -127,7 +127,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
                          f"(a dict written by efc_core.model.checkpoint.save_checkpoint)")
     missing = [key for key in REQUIRED_KEYS if key not in checkpoint]
     if missing:
-        hint = " (a bare state_dict?)" if checkpoint and all(isinstance(v, torch.Tensor) for v in checkpoint.values()) else ""
+        bare_state_dict = checkpoint and all(isinstance(v, torch.Tensor) for v in checkpoint.values())
+        hint = " (a bare state_dict?)" if bare_state_dict else ""
         raise ModelError(f"{path} is not an EFC checkpoint{hint}: it lacks keys {missing}")
     if checkpoint["format_version"] != FORMAT_VERSION:
         raise ModelError(f"checkpoint {path} has format_version {checkpoint['format_version']!r}, "

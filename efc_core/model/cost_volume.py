@@ -24,6 +24,7 @@ def normalize_features(features: torch.Tensor, eps: float = 1e-5) -> torch.Tenso
 
     Args:
         features: (B, C, H, W).
+
     Returns:
         (B, C, H, W).
     """

@@ -103,7 +103,8 @@ class EFCNet(nn.Module):
 
     def _pad(self, images: torch.Tensor) -> torch.Tensor:
         """Pad right / bottom to ``contract.padded_size`` with ``config.pad_mode`` (the mode an
-        export records in its manifest, so the runtime's preprocessing pads the same way)."""
+        export records in its manifest, so the runtime's preprocessing pads the same way).
+        """
         height, width = (int(v) for v in images.shape[-2:])
         padded_height, padded_width = padded_size(height, width)
         if (padded_height, padded_width) == (height, width):

@@ -75,7 +75,8 @@ class PyramidPooling(nn.Module):
 
 class SegmentationResult(NamedTuple):
     """logits: (B, K, H, W) at ``out_size`` (padded input size when None); features: (B, C, Hp/8,
-    Wp/8) before the classifier; aux_logits: (B, K, H, W) from layer3, or None."""
+    Wp/8) before the classifier; aux_logits: (B, K, H, W) from layer3, or None.
+    """
 
     logits: torch.Tensor
     features: torch.Tensor

@@ -58,6 +58,7 @@ def resize_flow(flow: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
     Args:
         flow: (B, 2, h, w) in pixels of the (h, w) grid.
+
     Returns:
         (B, 2, H, W) in pixels of the (H, W) grid.
     """

@@ -120,5 +120,5 @@ def outputs_from_named(
 
 
 def precision_from_dtypes(manifest: Manifest) -> str:
-    """"fp16" when the manifest declares half-precision inputs, else "fp32"."""
+    """Return "fp16" when the manifest declares half-precision inputs, else "fp32"."""
     return "fp16" if "float16" in manifest.dtypes.values() else "fp32"

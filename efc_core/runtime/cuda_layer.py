@@ -284,7 +284,8 @@ class CudaPythonLayer(CudaLayer):
 
     def capture_graph(self, stream: Stream, enqueue: Callable[[], None]) -> Graph:
         """Capture ``enqueue()`` on ``stream``. Capture is always ended (in ``finally``), so a
-        failure inside ``enqueue`` cannot leave the stream in capture mode; the error is re-raised."""
+        failure inside ``enqueue`` cannot leave the stream in capture mode; the error is re-raised.
+        """
         self.check_thread()
         rt = self._rt
         mode = rt.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal
@@ -430,6 +431,7 @@ def open_cuda_layer(device: int = 0, prefer: str = "auto") -> CudaLayer:
         device: CUDA device index (CUDA's numbering: ``CUDA_VISIBLE_DEVICES`` applied, fastest first
             unless ``CUDA_DEVICE_ORDER=PCI_BUS_ID``).
         prefer: ``"auto"``, ``"cuda-python"`` or ``"pycuda"``.
+
     Raises:
         ValueError: unknown ``prefer``. BackendError: the requested library (or, for ``auto``, both)
         is missing, with how to install them.

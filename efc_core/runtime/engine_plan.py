@@ -82,7 +82,8 @@ class TensorRTFeatures:
     @property
     def has_weak_typing_flags(self) -> bool:
         """FP16 / INT8 builder flags and layer precision constraints exist up to 10.x; 11 removed
-        them in favour of strongly typed networks with explicit Q/DQ."""
+        them in favour of strongly typed networks with explicit Q/DQ.
+        """
         return self.version[0] <= 10
 
     @property
@@ -173,7 +174,8 @@ class EngineKey:
 
     def sidecar(self, manifest: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
         """The sidecar dict: this key, the ONNX manifest the engine was built from, and ``extra``
-        build facts (e.g. ``tf32``) that do not decide reuse."""
+        build facts (e.g. ``tf32``) that do not decide reuse.
+        """
         return {**extra, **asdict(self), "manifest": dict(manifest)}
 
 
@@ -203,14 +205,16 @@ def build_options(
     """
     shapes = (min_shape, opt_shape, max_shape)
     profile = None if min_shape is None else {
-        name: [int(shape[0]), int(shape[1])] for name, shape in zip(("min", "opt", "max"), shapes)  # type: ignore[index]
+        # type: ignore[index]
+        name: [int(shape[0]), int(shape[1])] for name, shape in zip(("min", "opt", "max"), shapes)
     }
     return {"profile": profile, "tf32": bool(tf32), "workspace_mb": int(workspace_mb), "calibration": calibration}
 
 
 def build_option_mismatches(sidecar: Mapping[str, Any], requested: Mapping[str, Any]) -> list[str]:
     """Which requested build options differ from those an engine was built with (empty: same).
-    A sidecar without build options (written before they were recorded) differs in all of them."""
+    A sidecar without build options (written before they were recorded) differs in all of them.
+    """
     recorded = sidecar.get(BUILD_OPTIONS_KEY) or {}
     return [f"{name}: engine built with {recorded.get(name)!r}, requested {value!r}"
             for name, value in requested.items() if recorded.get(name) != value]

@@ -159,7 +159,8 @@ class OnnxRuntimeBackend:
             return self.decode(self.encode(prev), self.encode(cur))
         prev_name, cur_name = self.manifest.input_names
         names = list(self.manifest.output_names)
-        arrays = self._run("single", names, {prev_name: self._feed(prev_name, prev), cur_name: self._feed(cur_name, cur)})
+        arrays = self._run("single", names,
+                           {prev_name: self._feed(prev_name, prev), cur_name: self._feed(cur_name, cur)})
         return outputs_from_named(dict(zip(names, arrays)), self.manifest, self.name, cur.shape[2:])
 
     def encode(self, image: np.ndarray) -> Features:

@@ -80,7 +80,7 @@ def check_engine_key(engine_path: Path, manifest: Manifest, gpu_name: str, capab
     problems = key_mismatches(sidecar, expected)
     if problems:
         raise BackendError(f"engine {engine_path} does not fit this machine: {'; '.join(problems)}; "
-                         "rebuild it here with the engine build CLI (`efc build-engine --force`)")
+                           "rebuild it here with the engine build CLI (`efc build-engine --force`)")
     return sidecar
 
 

@@ -44,6 +44,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     process.add_argument("--json", type=Path, help="write throughput, stage timings and skipped data as JSON")
     process.add_argument("--max-image-pixels", type=int, default=None,
                          help="skip camera frames larger than this many pixels (default 2^25, 8K fits)")
+    _add_render_arguments(process)
     process.set_defaults(handler=_process)
 
     evaluate = commands.add_parser("eval", help="metrics, report and figures of a processed or replayed bag")
@@ -86,6 +87,28 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     add_perceptor_arguments(parser)
 
 
+def _add_render_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per renderer setting (``efc_core.edge.render.RENDER_FIELDS``: the node's parameters
+    ``occlusion_threshold``, ``flow_color_max``, ``overlay_alpha``), left out = None = their default.
+    """
+    from efc_core.edge.render import RENDER_FIELDS
+
+    group = parser.add_argument_group("outputs (the node's parameters of the same names)")
+    for setting in RENDER_FIELDS:
+        low, high = setting.limits
+        group.add_argument("--" + setting.ros_name.replace("_", "-"), dest=setting.name, type=type(setting.default),
+                           default=None, metavar=f"{low:g}..{high:g}",
+                           help=f"{setting.description} (default: {setting.default!r})")
+
+
+def _render_settings(args: argparse.Namespace) -> dict:
+    """``RenderOptions`` keyword arguments of the renderer flags given."""
+    from efc_core.edge.render import RENDER_FIELDS
+
+    return {setting.name: getattr(args, setting.name) for setting in RENDER_FIELDS
+            if getattr(args, setting.name) is not None}
+
+
 def build_perceptor(args: argparse.Namespace):
     """The same ``Perceptor`` the node builds, from the ``PerceptorConfig`` flags.
 
@@ -111,7 +134,7 @@ def _make_synthetic(args: argparse.Namespace) -> int:
 
 def _process(args: argparse.Namespace) -> int:
     from efc_ros.output_paths import check_output_apart, check_replaceable, check_writable_file
-    from efc_ros.bag.process import process_bag
+    from efc_ros.bag.process import bag_render_options, process_bag
     from efc_ros.image_conversions import DEFAULT_MAX_IMAGE_PIXELS
 
     # Every output is checked before the model loads: a bad path fails in a second, not after the bag.
@@ -122,10 +145,11 @@ def _process(args: argparse.Namespace) -> int:
         check_writable_file(args.json)
     max_pixels = DEFAULT_MAX_IMAGE_PIXELS if args.max_image_pixels is None else args.max_image_pixels
     perceptor = build_perceptor(args)
+    render_options = bag_render_options(perceptor, colors=not args.no_color, **_render_settings(args))
     with _progress("process") as progress_bar:
         stats = process_bag(args.input, args.output, perceptor, topic=args.topic, storage=args.storage,
                             colors=not args.no_color, overwrite=args.overwrite, progress=progress_bar,
-                            max_image_pixels=max_pixels)
+                            max_image_pixels=max_pixels, render_options=render_options)
     summary = stats.as_dict()
     shares = ", ".join(f"{k} {v * 100:.0f}%" for k, v in summary["share"].items())
     print(f"processed {stats.frames} frames ({stats.pairs} pairs) at {summary['frames_per_second']:.1f} frames/s; "
@@ -134,7 +158,8 @@ def _process(args: argparse.Namespace) -> int:
         _warn(stats.integrity.summary())
     if stats.skipped_frames:
         counts = ", ".join(f"{reason} {count}" for reason, count in sorted(stats.skipped_frames.items()))
-        _warn(f"skipped {sum(stats.skipped_frames.values())} camera frame(s) ({counts}); first: {stats.skip_details[0]}")
+        _warn(f"skipped {sum(stats.skipped_frames.values())} camera frame(s) ({counts}); "
+              f"first: {stats.skip_details[0]}")
     if args.json:
         args.json.write_text(json.dumps(summary, indent=2) + "\n")
     return 0

@@ -99,7 +99,8 @@ class EvaluationState:
     integrity: IntegrityReport = field(default_factory=IntegrityReport)
     implausible: dict[str, int] = field(default_factory=dict)
     implausible_details: list[str] = field(default_factory=list)
-    has_ground_truth: dict[str, bool] = field(default_factory=lambda: {"segmentation": False, "flow": False, "occlusion": False})
+    has_ground_truth: dict[str, bool] = field(default_factory=lambda: {"segmentation": False, "flow": False,
+                                                                       "occlusion": False})
 
     def __post_init__(self) -> None:
         self.segmentation = SegmentationMetrics(self.num_classes)
@@ -175,7 +176,8 @@ def _update_frame(state: EvaluationState, stamp: int, record: FrameRecord, first
         }.items() if value is not None})
 
 
-def evaluate_bag(bag: str | Path, *, camera_topic: str | None = None, num_classes: int = 32, window: int = 8) -> tuple[dict[str, Any], EvaluationState]:
+def evaluate_bag(bag: str | Path, *, camera_topic: str | None = None, num_classes: int = 32,
+                 window: int = 8) -> tuple[dict[str, Any], EvaluationState]:
     """Stream ``bag`` and return ``(report, state)``; ``InputError`` if it has no ``/efc`` outputs."""
     with open_bag(bag) as reader:
         types = {c.topic: c.msgtype for c in reader.connections}
@@ -323,7 +325,8 @@ def markdown_report(report: dict[str, Any]) -> str:
         lines.append(f"| mIoU | {_fmt(gt['segmentation']['miou'])} |")
     if "flow" in gt:
         flow = gt["flow"]
-        lines += [f"| EPE all / noc / occ (px) | {_fmt(flow['epe'])} / {_fmt(flow.get('epe_noc'))} / {_fmt(flow.get('epe_occ'))} |",
+        lines += [f"| EPE all / noc / occ (px) | {_fmt(flow['epe'])} / {_fmt(flow.get('epe_noc'))} / "
+                  f"{_fmt(flow.get('epe_occ'))} |",
                   f"| Fl-all | {_fmt(flow['fl_all'])} |"]
     if "occlusion" in gt:
         lines.append(f"| occlusion F1 | {_fmt(gt['occlusion']['f1'])} |")

@@ -27,12 +27,14 @@ def montage_figure(samples: list[dict[str, np.ndarray]], path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     palette = _palette()
-    columns = [("image", "camera", lambda a: a), ("segmentation", "segmentation", lambda a: colorize_labels(a, palette)),
+    columns = [("image", "camera", lambda a: a),
+               ("segmentation", "segmentation", lambda a: colorize_labels(a, palette)),
                ("flow", "flow", flow_to_color), ("occlusion", "occlusion", occlusion_to_color),
                ("gt_segmentation", "GT segmentation", lambda a: colorize_labels(a, palette)),
                ("gt_flow", "GT flow", flow_to_color)]
     columns = [c for c in columns if any(c[0] in s for s in samples)]
-    figure, axes = plt.subplots(len(samples), len(columns), figsize=(3 * len(columns), 2.4 * len(samples)), squeeze=False)
+    figure, axes = plt.subplots(len(samples), len(columns), figsize=(3 * len(columns), 2.4 * len(samples)),
+                                squeeze=False)
     for row, sample in enumerate(samples):
         # Flow colours share one scale per row so prediction and ground truth compare.
         scale = max(float(np.linalg.norm(sample[k], axis=2).max()) for k in ("flow", "gt_flow") if k in sample)

@@ -1,7 +1,8 @@
 """Reading and writing ROS 2 bags with ``rosbags``: messages, integrity-checked reading, safe output.
 
 Opening a bag, the typestore and stamps come from ``efc_core.edge`` (shared with the rosbag
-training dataset); output arrays are laid out by ``efc_core.edge.image_encode``. Every error a user can cause (missing or corrupt bag, unknown topic, wrong message type) is an
+training dataset); output arrays are laid out by ``efc_core.edge.image_encode``. Every error a user can cause (missing
+or corrupt bag, unknown topic, wrong message type) is an
 ``InputError`` with a one-line reason, so the CLI can report it and exit non-zero.
 """
 

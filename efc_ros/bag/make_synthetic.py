@@ -60,7 +60,8 @@ class SyntheticBagOptions:
         if not self.fps > 0:
             raise ValueError(f"fps must be > 0, got {self.fps}")
         if self.encoding not in RAW_ENCODINGS + COMPRESSED_FORMATS:
-            raise ValueError(f"unknown encoding {self.encoding!r}; expected one of {RAW_ENCODINGS + COMPRESSED_FORMATS}")
+            raise ValueError(f"unknown encoding {self.encoding!r}; "
+                             f"expected one of {RAW_ENCODINGS + COMPRESSED_FORMATS}")
         if self.segment_length < 2:
             raise ValueError(f"segment_length must be >= 2, got {self.segment_length}")
 
@@ -119,7 +120,8 @@ def make_synthetic_bag(output: str | Path, options: SyntheticBagOptions, overwri
                         flow = sequence.flow(local - 1, local)
                         occlusion = sequence.occlusion(local - 1, local).astype(np.uint8) * 255
                         bag.write(GT_FLOW_TOPIC, image_message(flow, "32FC2", stamp, options.frame_id), bag_time)
-                        bag.write(GT_OCCLUSION_TOPIC, image_message(occlusion, "mono8", stamp, options.frame_id), bag_time)
+                        bag.write(GT_OCCLUSION_TOPIC, image_message(occlusion, "mono8", stamp, options.frame_id),
+                                  bag_time)
                 frame_index += 1
             segment += 1
     return Path(output)

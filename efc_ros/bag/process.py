@@ -81,13 +81,14 @@ def output_messages(result: PerceptionResult, rgb: np.ndarray | None,
     return messages
 
 
-def bag_render_options(perceptor: Perceptor, *, colors: bool = True, occlusion_threshold: float = 0.5,
-                       flow_color_max: float = 0.0, overlay_alpha: float = 0.5) -> render.RenderOptions:
-    """Every output topic (colour ones only with ``colors``), drawn with the node's parameters' defaults."""
+def bag_render_options(perceptor: Perceptor, *, colors: bool = True, **settings: Any) -> render.RenderOptions:
+    """Every output topic (colour ones only with ``colors``) for ``perceptor``'s model.
+
+    ``settings``: ``RenderOptions`` settings (``occlusion_threshold``, ``flow_color_max``,
+    ``overlay_alpha``); those left out keep the node's parameters' defaults.
+    """
     demand = frozenset(render.OUTPUT_TOPICS) - (frozenset() if colors else COLOUR_TOPICS)
-    return render.RenderOptions(palette=perceptor.backend.manifest.palette, demand=demand,
-                                occlusion_threshold=occlusion_threshold, flow_color_max=flow_color_max,
-                                overlay_alpha=overlay_alpha)
+    return render.RenderOptions(palette=perceptor.backend.manifest.palette, demand=demand, **settings)
 
 
 def process_bag(

@@ -79,7 +79,7 @@ def replay_bag(input_bag: str | Path, output_bag: str | Path, options: ReplayOpt
         node = rclpy.create_node("efc_bag_replay", context=context)
         executor = rclpy.executors.SingleThreadedExecutor(context=context)
         executor.add_node(node)
-        counts = {"published": 0, "received": {name: 0 for name in RECORDED_OUTPUTS}, "integrity": integrity}
+        counts = {"published": 0, "received": dict.fromkeys(RECORDED_OUTPUTS, 0), "integrity": integrity}
         try:
             with BagOutput(output_bag, storage=options.storage, overwrite=overwrite, inputs=[input_bag]) as output:
                 def recorder(name: str):
@@ -88,15 +88,19 @@ def replay_bag(input_bag: str | Path, output_bag: str | Path, options: ReplayOpt
                         output.write_raw(f"/efc/{name}", RECORDED_OUTPUTS[name], raw, time.time_ns())
                     return callback
 
-                subscriptions = [node.create_subscription(Image, _topic(options.namespace, name), recorder(name), qos, raw=True)
+                subscriptions = [node.create_subscription(Image, _topic(options.namespace, name), recorder(name), qos,
+                                                          raw=True)
                                  for name in RECORDED_OUTPUTS]
                 message_class = CompressedImage if camera_type.endswith("CompressedImage") else Image
-                input_topic = _topic(options.namespace, options.image_topic + ("/compressed" if message_class is CompressedImage else ""))
+                input_topic = _topic(options.namespace,
+                                     options.image_topic + ("/compressed" if message_class is CompressedImage else ""))
                 publisher = node.create_publisher(message_class, input_topic, qos)
                 deadline = time.monotonic() + options.match_timeout_s
-                while publisher.get_subscription_count() == 0 or any(s.get_publisher_count() == 0 for s in subscriptions[:1]):
+                while publisher.get_subscription_count() == 0 or any(s.get_publisher_count() == 0
+                                                                     for s in subscriptions[:1]):
                     if time.monotonic() > deadline:
-                        raise InputError(f"no node subscribed to {input_topic} within {options.match_timeout_s:.0f} s; is perception_node running?")
+                        raise InputError(f"no node subscribed to {input_topic} within {options.match_timeout_s:.0f} s; "
+                                         "is perception_node running?")
                     executor.spin_once(timeout_sec=0.05)
                 start_wall = time.monotonic()
                 first_bag_time: int | None = None

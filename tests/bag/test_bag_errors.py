@@ -13,7 +13,8 @@ from efc_ros.bag.make_synthetic import SyntheticBagOptions, make_synthetic_bag
 
 
 def run_efc(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "efc_ros.cli", *map(str, args)], capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", "efc_ros.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=300)
 
 
 def assert_one_line_failure(result: subprocess.CompletedProcess, *fragments: str) -> None:
@@ -27,7 +28,8 @@ def assert_one_line_failure(result: subprocess.CompletedProcess, *fragments: str
 
 @pytest.fixture(scope="module")
 def small_bag(tmp_path_factory) -> Path:
-    return make_synthetic_bag(tmp_path_factory.mktemp("bags") / "camera", SyntheticBagOptions(width=64, height=48, num_frames=4, storage="mcap"))
+    return make_synthetic_bag(tmp_path_factory.mktemp("bags") / "camera",
+                              SyntheticBagOptions(width=64, height=48, num_frames=4, storage="mcap"))
 
 
 def test_missing_bag(tmp_path, demo_model) -> None:

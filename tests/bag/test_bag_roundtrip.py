@@ -17,9 +17,11 @@ from efc_ros.image_conversions import compressed_msg_to_rgb, image_msg_to_array,
 @pytest.mark.parametrize("storage", ["sqlite3", "mcap"])
 @pytest.mark.parametrize("encoding", ["rgb8", "bgr8", "png"])
 def test_synthetic_bag_round_trip(tmp_path, storage: str, encoding: str) -> None:
-    options = SyntheticBagOptions(width=64, height=48, num_frames=5, fps=10.0, encoding=encoding, storage=storage, seed=3)
+    options = SyntheticBagOptions(width=64, height=48, num_frames=5, fps=10.0, encoding=encoding, storage=storage,
+                                  seed=3)
     bag = make_synthetic_bag(tmp_path / "bag", options)
-    sequence = generate_sequence(SyntheticConfig(height=48, width=64, num_frames=5, num_classes=options.num_classes), seed=3000)
+    sequence = generate_sequence(SyntheticConfig(height=48, width=64, num_frames=5, num_classes=options.num_classes),
+                                 seed=3000)
     stamps = frame_stamps_ns(options)
     topic = camera_topic(encoding)
     with open_bag(bag) as reader:

@@ -29,7 +29,7 @@ def _mcap_file(bag: Path) -> Path:
 def _payload_offset(bag: Path, topic: str, index: int) -> tuple[int, int]:
     """(file offset, length) of the ``index``-th message of ``topic``'s serialised data in the MCAP file."""
     with open_bag(bag) as reader:
-        messages = [m for m in read_messages(reader, [topic])]
+        messages = list(read_messages(reader, [topic]))
     message = messages[index]
     raw = bytes(TYPESTORE.serialize_cdr(message.message, message.msgtype))
     data = _mcap_file(bag).read_bytes()
@@ -97,7 +97,8 @@ def test_random_bytes_in_a_ground_truth_message_are_found_by_the_chunk_crc(tmp_p
     assert np.isfinite(flow["epe"]) and flow["epe"] < 50, flow  # the corrupt message never reached the metric
 
 
-def test_random_bytes_in_a_bag_without_crcs_are_kept_out_of_the_metrics_with_a_warning(tmp_path, camera_bag, demo_model):
+def test_random_bytes_in_a_bag_without_crcs_are_kept_out_of_the_metrics_with_a_warning(tmp_path, camera_bag,
+                                                                                       demo_model):
     _clear_chunk_crcs(camera_bag)
     _damage_message(camera_bag, GT_FLOW_TOPIC, 3, _random_bytes(5000))
     result = run_efc("bag", "process", camera_bag, tmp_path / "out", "--model", demo_model)

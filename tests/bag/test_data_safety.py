@@ -138,9 +138,11 @@ def test_unwritable_outputs_fail_in_one_line(tmp_path, small_bag, demo_model):
     with read_only_folder(tmp_path) as read_only:
         assert_one_line_error(run_efc("bag", "process", small_bag, read_only / "out", "--model", demo_model),
                               "Read-only file system")
-        assert_one_line_error(run_efc("bag", "make-synthetic", read_only / "synthetic", "--frames", "2", "--size", "32x32"),
+        assert_one_line_error(run_efc("bag", "make-synthetic", read_only / "synthetic", "--frames", "2", "--size",
+                                      "32x32"),
                               "Read-only file system")
-    assert_one_line_error(run_efc("bag", "process", small_bag, a_file, "--overwrite", "--model", demo_model), "is a file")
+    assert_one_line_error(run_efc("bag", "process", small_bag, a_file, "--overwrite", "--model", demo_model),
+                          "is a file")
     assert_one_line_error(run_efc("bag", "process", small_bag, a_file / "out", "--model", demo_model), str(a_file))
     assert a_file.read_text() == "not a folder\n"
 
@@ -168,7 +170,8 @@ def test_eval_output_read_only_a_file_or_an_existing_report(tmp_path, processed_
     assert (report / "report.json").read_text() == "{}"
     assert run_efc("bag", "eval", processed_bag, "--output", report, "--overwrite").returncode == 0
     assert json.loads((report / "report.json").read_bytes()) == json.loads(first)
-    assert_one_line_error(run_efc("bag", "eval", processed_bag, "--output", processed_bag, "--overwrite"), "is the input")
+    assert_one_line_error(run_efc("bag", "eval", processed_bag, "--output", processed_bag, "--overwrite"),
+                          "is the input")
 
 
 # ---- case 5: --json, and no progress-bar fragment before an error ----
@@ -180,7 +183,8 @@ def test_json_into_a_missing_folder_is_written_and_under_a_file_fails_first(tmp_
     assert json.loads(json_path.read_text())["frames"] == 4
     a_file = tmp_path / "a_file"
     a_file.write_text("x\n")
-    result = run_efc("bag", "process", small_bag, tmp_path / "out2", "--model", demo_model, "--json", a_file / "stats.json")
+    result = run_efc("bag", "process", small_bag, tmp_path / "out2", "--model", demo_model, "--json",
+                     a_file / "stats.json")
     assert_one_line_error(result, "cannot write")
     assert not (tmp_path / "out2").exists(), "the bag was written although --json could not be"
 

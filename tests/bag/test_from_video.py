@@ -82,7 +82,8 @@ def test_cli_resize_and_max_frames(tmp_path, clip, capsys) -> None:
 
 
 def _run_efc(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "efc_ros.cli", *map(str, args)], capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-m", "efc_ros.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=120)
 
 
 def _assert_one_line_error(result: subprocess.CompletedProcess, fragment: str) -> None:

@@ -20,22 +20,24 @@ from efc_ros.bag.make_synthetic import (
 from efc_ros.bag.process import process_bag
 from efc_ros.image_conversions import image_msg_to_array, image_msg_to_rgb
 
-SIZE = dict(width=96, height=64)
+SIZE = {"width": 96, "height": 64}
 
 
 def run_efc(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "efc_ros.cli", *map(str, args)], capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", "efc_ros.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=300)
 
 
 @pytest.fixture(scope="module")
 def camera_bag(tmp_path_factory) -> Path:
-    return make_synthetic_bag(tmp_path_factory.mktemp("bags") / "camera", SyntheticBagOptions(num_frames=8, seed=5, **SIZE))
+    return make_synthetic_bag(tmp_path_factory.mktemp("bags") / "camera",
+                              SyntheticBagOptions(num_frames=8, seed=5, **SIZE))
 
 
 def test_process_pairs_by_header_stamp_even_when_bag_order_is_shuffled(tmp_path, camera_bag, demo_model) -> None:
     # Rewrite the camera topic with receive times that swap neighbouring frames.
     with open_bag(camera_bag) as reader:
-        frames = [m for m in read_messages(reader, [CAMERA_TOPIC])]
+        frames = list(read_messages(reader, [CAMERA_TOPIC]))
     shuffled = tmp_path / "shuffled"
     order = [1, 0, 3, 2, 5, 4, 7, 6]
     with BagOutput(shuffled, storage="sqlite3") as output:
@@ -61,7 +63,8 @@ def test_process_pairs_by_header_stamp_even_when_bag_order_is_shuffled(tmp_path,
         result = expected[stamp_to_ns(item.message.header.stamp)]
         np.testing.assert_allclose(image_msg_to_array(item.message), result.flow, atol=1e-5)
     for item in (m for m in outputs if m.topic == "/efc/segmentation"):
-        np.testing.assert_array_equal(image_msg_to_array(item.message), expected[stamp_to_ns(item.message.header.stamp)].segmentation)
+        np.testing.assert_array_equal(image_msg_to_array(item.message),
+                                      expected[stamp_to_ns(item.message.header.stamp)].segmentation)
 
 
 def _outputs_from_ground_truth(camera_bag: Path, output: Path, flow_shift: tuple[float, float]) -> None:
@@ -79,7 +82,8 @@ def _outputs_from_ground_truth(camera_bag: Path, output: Path, flow_shift: tuple
                 shifted = array + np.asarray(flow_shift, np.float32)
                 bag.write("/efc/flow", image_message(shifted, "32FC2", stamp, frame_id), item.bag_time_ns)
             elif item.topic == GT_OCCLUSION_TOPIC:
-                bag.write("/efc/occlusion/probability", image_message((array > 0).astype(np.float32), "32FC1", stamp, frame_id), item.bag_time_ns)
+                bag.write("/efc/occlusion/probability",
+                          image_message((array > 0).astype(np.float32), "32FC1", stamp, frame_id), item.bag_time_ns)
 
 
 def test_eval_of_ground_truth_outputs_is_perfect(tmp_path, camera_bag) -> None:
@@ -107,7 +111,8 @@ def test_eval_reports_the_known_epe_of_a_shifted_flow(tmp_path, camera_bag) -> N
 
 
 def test_process_cli_writes_outputs_and_colour_topics(tmp_path, camera_bag, demo_model) -> None:
-    result = run_efc("bag", "process", camera_bag, tmp_path / "out", "--model", demo_model, "--json", tmp_path / "stats.json")
+    result = run_efc("bag", "process", camera_bag, tmp_path / "out", "--model", demo_model, "--json",
+                     tmp_path / "stats.json")
     assert result.returncode == 0, result.stderr
     stats = json.loads((tmp_path / "stats.json").read_text())
     assert stats["frames"] == 8 and stats["pairs"] == 7

@@ -16,7 +16,8 @@ pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 
 def test_replay_into_the_running_node_records_and_evaluates(tmp_path, ros_environment, demo_model) -> None:
-    camera = make_synthetic_bag(tmp_path / "camera", SyntheticBagOptions(width=96, height=64, num_frames=6, fps=5.0, seed=11))
+    camera = make_synthetic_bag(tmp_path / "camera",
+                                SyntheticBagOptions(width=96, height=64, num_frames=6, fps=5.0, seed=11))
     namespace = f"replay_{uuid.uuid4().hex[:6]}"
     node = NodeProcess(tmp_path / "node.log", {"model_path": str(demo_model), "qos_reliability": "reliable",
                                                "qos_depth": 10, "publish_occlusion_probability": True},

@@ -69,7 +69,8 @@ def test_montage_rows_show_the_frame_the_flow_is_drawn_on(moving_bag) -> None:
     _, state = evaluate_bag(moving_bag)
     assert state.samples
     for sample in state.samples:
-        index = next(k for k, stamp in enumerate(stamps) if np.array_equal(by_topic[CAMERA_TOPIC][stamp], sample["image"]))
+        index = next(k for k,
+                     stamp in enumerate(stamps) if np.array_equal(by_topic[CAMERA_TOPIC][stamp], sample["image"]))
         image1, image2 = stamps[index], stamps[index + 1]
         np.testing.assert_array_equal(sample["segmentation"], by_topic[GT_SEGMENTATION_TOPIC][image1])
         np.testing.assert_array_equal(sample["gt_segmentation"], by_topic[GT_SEGMENTATION_TOPIC][image1])

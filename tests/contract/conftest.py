@@ -33,7 +33,8 @@ def stand_ins(monkeypatch: pytest.MonkeyPatch, trt_version: str) -> standins.Sta
 @pytest.fixture
 def shipped_copy(demo_model: Path, tmp_path: Path) -> Path:
     """The shipped demo model's ONNX graphs (symlinked) and manifest (copied) in ``tmp_path``, so
-    that engines, timing and calibration caches are written there, never into ``models/``."""
+    that engines, timing and calibration caches are written there, never into ``models/``.
+    """
     folder = tmp_path / "model"
     folder.mkdir()
     stem = demo_model.name.removesuffix(".onnx")

@@ -64,7 +64,8 @@ TENSORRT_ENUMS: tuple[str, ...] = (
 )
 TENSORRT_FUNCTIONS: tuple[str, ...] = ("nptype",)
 #: Names removed from the 8.6.1 surface to describe 8.5 (added in 8.6).
-TENSORRT_85_REMOVED: dict[str, list[str]] = {"ILayer": ["metadata"], "BuilderFlag": ["VERSION_COMPATIBLE", "EXCLUDE_LEAN_RUNTIME"]}
+TENSORRT_85_REMOVED: dict[str, list[str]] = {"ILayer": ["metadata"],
+                                             "BuilderFlag": ["VERSION_COMPATIBLE", "EXCLUDE_LEAN_RUNTIME"]}
 
 CUDART_FUNCTIONS: tuple[str, ...] = (
     "cudaGetDeviceCount", "cudaSetDevice", "cudaGetDevice", "cudaGetDeviceProperties", "cudaDeviceGetAttribute",
@@ -99,7 +100,8 @@ _STUB_PARSERS_8 = r"""
 namespace nvuffparser { enum class FieldType : int {}; struct IUffParser; IUffParser* createUffParser(){return nullptr;}
   struct FieldMap { FieldMap(const char*, const void*, FieldType, int); };
   FieldMap::FieldMap(const char*, const void*, FieldType, int){} }
-namespace nvcaffeparser1 { struct ICaffeParser; ICaffeParser* createCaffeParser(){return nullptr;} void shutdownProtobufLibrary(){} }
+namespace nvcaffeparser1 { struct ICaffeParser; ICaffeParser* createCaffeParser(){return nullptr;}
+  void shutdownProtobufLibrary(){} }
 """
 _STUB_NAMES = ("libnvinfer.so.{v}", "libnvonnxparser.so.{v}", "libnvinfer_plugin.so.{v}")
 
@@ -146,7 +148,8 @@ def doc_signatures(obj, name):
         names = []
         for param in params:
             param = param.strip()
-            head, has_default = (param.split("=", 1)[0], True) if "=" in param.split(":", 1)[0] or " = " in param else (param, False)
+            has_default = "=" in param.split(":", 1)[0] or " = " in param
+            head = param.split("=", 1)[0] if has_default else param
             head = head.split(":", 1)[0].strip()
             head = head.split()[-1] if head else head        # Cython: "size_t size" -> "size"
             head = head.lstrip("*")
@@ -196,9 +199,10 @@ if mode == "tensorrt":
                 entry["attributes"].append(attr)
         out["classes"][cname] = entry
     out["enums"] = {name: enum_members(getattr(module, name)) for name in enums if hasattr(module, name)}
-    out["functions"] = {name: doc_signatures(getattr(module, name), name) for name in functions if hasattr(module, name)}
-    out["dtypes"] = sorted(n for n in ("float32", "float16", "int8", "int32", "int64", "bool", "bfloat16", "uint8", "fp8")
-                           if hasattr(module, n))
+    out["functions"] = {name: doc_signatures(getattr(module, name), name)
+                        for name in functions if hasattr(module, name)}
+    dtype_names = ("float32", "float16", "int8", "int32", "int64", "bool", "bfloat16", "uint8", "fp8")
+    out["dtypes"] = sorted(n for n in dtype_names if hasattr(module, n))
 else:
     out["functions"] = {}
     for name in functions:
@@ -213,8 +217,8 @@ else:
             out["functions"][name] = doc_signatures(function, name)
     out["enums"] = {name: enum_members(getattr(module, name)) for name in enums if hasattr(module, name)}
     out["flags"] = {name: int(getattr(module, name)) for name in flags if hasattr(module, name)}
-    out["struct_fields"] = {"cudaDeviceProp": sorted(n for n in ("name", "major", "minor", "pciBusID", "totalGlobalMem", "multiProcessorCount")
-                                                      if hasattr(module.cudaDeviceProp(), n))}
+    prop_names = ("name", "major", "minor", "pciBusID", "totalGlobalMem", "multiProcessorCount")
+    out["struct_fields"] = {"cudaDeviceProp": sorted(n for n in prop_names if hasattr(module.cudaDeviceProp(), n))}
 print(json.dumps(out))
 '''
 
@@ -248,7 +252,8 @@ def _build_stubs(folder: Path) -> Path:
 
 def _introspect(mode: str, target: str, env: dict[str, str], classes, enums, functions, flags=()) -> dict:
     result = subprocess.run(
-        [sys.executable, "-c", _INTROSPECT, mode, target, *(json.dumps(list(x)) for x in (classes, enums, functions, flags))],
+        [sys.executable, "-c", _INTROSPECT, mode, target,
+         *(json.dumps(list(x)) for x in (classes, enums, functions, flags))],
         check=True, capture_output=True, text=True, env=env, timeout=300,
     )
     return json.loads(result.stdout)
@@ -256,7 +261,8 @@ def _introspect(mode: str, target: str, env: dict[str, str], classes, enums, fun
 
 def _add_package_python(data: dict, init_py: Path) -> None:
     """The package ``__init__.py`` wraps the extension (``from .tensorrt import *``) and adds Python
-    helpers (``nptype``, ``volume``...) and ``__version__``: record those too (read with ``ast``)."""
+    helpers (``nptype``, ``volume``...) and ``__version__``: record those too (read with ``ast``).
+    """
     import ast
 
     tree = ast.parse(init_py.read_text())

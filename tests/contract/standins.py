@@ -278,7 +278,8 @@ class StrictObject:
 
             def checked(*args: Any, **kwargs: Any) -> Any:
                 check_call(f"{self._cls}.{name}", entry["methods"][name], args, kwargs, api.release)
-                return api.wrap(function(*(api.unwrap(a) for a in args), **{k: api.unwrap(v) for k, v in kwargs.items()}))
+                return api.wrap(function(*(api.unwrap(a) for a in args),
+                                         **{k: api.unwrap(v) for k, v in kwargs.items()}))
 
             return checked
         raise AttributeError(f"'{self._cls}' has no attribute {name!r} in {api.release}")
@@ -354,6 +355,7 @@ class SimTensor:
 
 
 class SimLayer:
+
     def __init__(self, type_: EnumValue, inputs: list[SimTensor], outputs: list[SimTensor]) -> None:
         self.type, self._inputs, self._outputs = type_, inputs, outputs
         self.name = ""
@@ -394,6 +396,7 @@ class SimLayer:
 
 
 class SimNetwork:
+
     def __init__(self, api: "TensorRTStandIn", flags: int) -> None:
         self.api, self.flags = api, flags
         self.layers: list[SimLayer] = []
@@ -528,6 +531,7 @@ class SimParser:
 
 
 class SimProfile:
+
     def __init__(self) -> None:
         self.shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]] = {}
 
@@ -539,6 +543,7 @@ class SimProfile:
 
 
 class SimTimingCache:
+
     def __init__(self, data: bytes) -> None:
         self.data = bytes(data)
 
@@ -547,6 +552,7 @@ class SimTimingCache:
 
 
 class SimHostMemory:
+
     def __init__(self, data: bytes) -> None:
         self.data = data
 
@@ -562,6 +568,7 @@ class SimHostMemory:
 
 
 class SimConfig:
+
     def __init__(self, api: "TensorRTStandIn") -> None:
         self.api = api
         self.flag_set: set[str] = {"TF32"} if "TF32" in api.BuilderFlag.__members__ else set()
@@ -605,6 +612,7 @@ class SimConfig:
 
 
 class SimBuilder:
+
     def __init__(self, api: "TensorRTStandIn", logger: Any) -> None:
         api.gpu.require_context("trt.Builder()")
         self.api = api
@@ -661,7 +669,8 @@ class SimBuilder:
         layers = []
         for layer in network.layers:
             forced = layer.precision_set.name if layer.precision_set is not None else None
-            runs = forced or ("HALF" if precision != "fp32" and layer.type.name not in ("SHAPE", "CONSTANT") else "FLOAT")
+            runs = forced or ("HALF" if precision != "fp32" and layer.type.name not in ("SHAPE",
+                                                                                        "CONSTANT") else "FLOAT")
             layers.append({"Name": layer.name, "LayerType": layer.type.name, "Metadata": layer.metadata,
                            "Precision": runs, "Forced": forced,
                            "Outputs": [{"Name": t.name, "Format/Datatype": "Half" if runs == "HALF" else "Float"}
@@ -671,7 +680,8 @@ class SimBuilder:
             "onnx_path": network.onnx_path, "precision": precision, "tf32": "TF32" in config.flag_set,
             "inputs": {t.name: [list(t.shape), t.dtype.name] for t in network.inputs},
             "outputs": {t.name: [list(t.shape), t.dtype.name] for t in network.outputs},
-            "profile": {k: [list(s) for s in v] for k, v in (config.profiles[0].shapes.items() if config.profiles else [])},
+            "profile": {k: [list(s) for s in v] for k,
+                        v in (config.profiles[0].shapes.items() if config.profiles else [])},
             "workspace": config.pools.get("WORKSPACE"), "layers": layers,
             "detailed": getattr(config.profiling_verbosity, "name", None) == "DETAILED",
         }
@@ -699,6 +709,7 @@ class SimBuilder:
 
 
 class SimRuntime:
+
     def __init__(self, api: "TensorRTStandIn", logger: Any) -> None:
         api.gpu.require_context("trt.Runtime()")
         self.api = api
@@ -716,6 +727,7 @@ class SimRuntime:
 
 
 class SimEngine:
+
     def __init__(self, api: "TensorRTStandIn", plan: dict) -> None:
         self.api, self.plan = api, plan
         self.names = list(plan["inputs"]) + list(plan["outputs"])
@@ -751,6 +763,7 @@ class SimEngine:
 
 
 class SimInspector:
+
     def __init__(self, engine: SimEngine) -> None:
         self.engine = engine
 
@@ -762,6 +775,7 @@ class SimInspector:
 
 
 class SimContext:
+
     def __init__(self, engine: SimEngine) -> None:
         self.engine, self.api = engine, engine.api
         self.shapes: dict[str, tuple[int, ...]] = {}
@@ -805,7 +819,8 @@ class SimContext:
     def set_tensor_address(self, name: str, memory: int) -> bool:
         if name not in self.engine.names:
             return False
-        nbytes = int(np.prod(self.get_tensor_shape(name))) * np.dtype(_NP_OF[self.engine.get_tensor_dtype(name).name]).itemsize
+        itemsize = np.dtype(_NP_OF[self.engine.get_tensor_dtype(name).name]).itemsize
+        nbytes = int(np.prod(self.get_tensor_shape(name))) * itemsize
         self.api.gpu.check_device_range(int(memory), nbytes, f"set_tensor_address({name!r})")
         self.addresses[name] = int(memory)
         return True
@@ -913,7 +928,8 @@ class TensorRTStandIn:
 
     def check_subclass(self, instance: Any, base: str) -> None:
         """A Python subclass of a TensorRT interface: base initialised, methods overridden with the
-        recorded parameter counts."""
+        recorded parameter counts.
+        """
         base_class = self.module_bases[base]
         if not isinstance(instance, base_class):
             raise ContractViolation(f"{type(instance).__name__} is not a {base} subclass")
@@ -967,6 +983,7 @@ class TensorRTStandIn:
 
 
 class _SimLogger:
+
     def __init__(self, min_severity: Any = None) -> None:
         self.min_severity = min_severity
 
@@ -982,6 +999,7 @@ class _Subclassable:
 
 
 class _StrictModule(types.ModuleType):
+
     def __init__(self, name: str, api: TensorRTStandIn) -> None:
         super().__init__(name)
         self._efc_api = api
@@ -1186,6 +1204,7 @@ class CudaRuntimeStandIn:
 
 
 class _StrictCudaModule(types.ModuleType):
+
     def __init__(self, name: str, api: CudaRuntimeStandIn) -> None:
         super().__init__(name)
         self._efc_api = api
@@ -1194,7 +1213,8 @@ class _StrictCudaModule(types.ModuleType):
         api = self.__dict__.get("_efc_api")
         known = api is not None and name in api.data["functions"]
         raise AttributeError(f"module 'cuda.bindings.runtime' has no attribute {name!r}"
-                             + (" simulated by the stand-in" if known else f" recorded for {api.release if api else '?'}"))
+                             + (" simulated by the stand-in" if known
+                                else f" recorded for {api.release if api else '?'}"))
 
 
 # ----------------------------------------------------------------------------- pycuda.driver
@@ -1202,7 +1222,8 @@ class _StrictCudaModule(types.ModuleType):
 
 class PyCudaStandIn:
     """``pycuda.driver`` with the members released pycuda has (``src/wrapper/wrap_cudadrv.cpp``):
-    notably ``Stream`` has only ``synchronize``, ``is_done``, ``wait_for_event`` and ``handle``."""
+    notably ``Stream`` has only ``synchronize``, ``is_done``, ``wait_for_event`` and ``handle``.
+    """
 
     def __init__(self, gpu: FakeGpu) -> None:
         self.gpu = gpu
@@ -1210,6 +1231,7 @@ class PyCudaStandIn:
         standin = self
 
         class Context:
+
             def __init__(self, device: int) -> None:
                 self._device = device
 
@@ -1223,6 +1245,7 @@ class PyCudaStandIn:
                 pass
 
         class Device:
+
             def __init__(self, index: int) -> None:
                 if not 0 <= index < len(standin.gpu.devices):
                     raise RuntimeError(f"cuDeviceGet failed: invalid device ordinal {index}")
@@ -1264,6 +1287,7 @@ class PyCudaStandIn:
                 return self._fake.handle
 
         class DeviceAllocation:
+
             def __init__(self, pointer: int) -> None:
                 self._pointer = pointer
 

@@ -27,7 +27,8 @@ RNG = np.random.default_rng(0)
 
 
 def _pair(height: int = 64, width: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    return tuple(RNG.normal(size=(1, 3, height, width)).astype(np.float32) for _ in range(2))  # type: ignore[return-value]
+    # type: ignore[return-value]
+    return tuple(RNG.normal(size=(1, 3, height, width)).astype(np.float32) for _ in range(2))
 
 
 def _reference(folder: Path, name: str = "tiny.onnx"):
@@ -112,7 +113,7 @@ def test_shape_changes_rebind_and_recapture(stand_ins: standins.StandIns, tmp_pa
 
 
 def test_failed_capture_ends_capture_and_falls_back(stand_ins: standins.StandIns, tmp_path: Path,
-                                                     caplog: pytest.LogCaptureFixture) -> None:
+                                                    caplog: pytest.LogCaptureFixture) -> None:
     engines = _engines(tmp_path)
     prev, cur = _pair()
     stand_ins.gpu.fail_next_capture_enqueue = True

@@ -1,6 +1,7 @@
 """Call-contract tests of ``build_engine`` and INT8 calibration against the recorded TensorRT 8.5,
 8.6, 10.3 and 11.x APIs (strict stand-ins, no GPU). They check what the builder calls and how,
-which layers it pins, what it refuses and when; not what TensorRT would compute."""
+which layers it pins, what it refuses and when; not what TensorRT would compute.
+"""
 
 from __future__ import annotations
 
@@ -108,7 +109,8 @@ def test_shipped_graph_pins_grid_coordinates_and_flow_to_fp32(monkeypatch, versi
 def _collision_graph(folder: Path) -> Path:
     """``/Mul`` (flow arithmetic, broadcast input -> a helper layer first) next to a node really
     named ``/Mul_1`` in the segmentation branch: TensorRT's renaming gives /Mul's main layer the
-    name ``/Mul_1`` (constant and broadcast helper layers take ``/Mul`` and ``/Mul_0``)."""
+    name ``/Mul_1`` (constant and broadcast helper layers take ``/Mul`` and ``/Mul_0``).
+    """
     info = lambda name, shape: helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)  # noqa: E731
     nodes = [
         helper.make_node("Mul", ["prev", "scale"], ["scaled"], name="/Mul"),

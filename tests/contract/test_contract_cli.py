@@ -1,7 +1,8 @@
 """Call-contract tests of ``efc build-engine`` -> ``efc verify`` -> ``efc bench`` on the shipped
 model, against the recorded TensorRT 8.5 / 8.6 / 10.3 / 11.x APIs (strict stand-ins, no GPU).
 They check the commands' calls, options and messages; the stand-in engine's outputs come from
-ONNX Runtime, so ``verify`` here proves the wiring, not TensorRT's accuracy."""
+ONNX Runtime, so ``verify`` here proves the wiring, not TensorRT's accuracy.
+"""
 
 from __future__ import annotations
 

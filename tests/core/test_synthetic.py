@@ -168,7 +168,8 @@ def test_bad_config_names_the_value(override):
 
 def test_object_classes_are_recognisable_by_colour() -> None:
     """Semantics must be learnable from the pixels: an object's mean colour is nearest to its own
-    class's palette colour far more often than chance (1 in 5 object classes). Measured: 59 of 67."""
+    class's palette colour far more often than chance (1 in 5 object classes). Measured: 59 of 67.
+    """
     hits = total = 0
     for seed in range(20):
         sequence = generate_sequence(SyntheticConfig(height=96, width=128, num_frames=1, num_classes=6), seed)

@@ -119,12 +119,14 @@ def write_kitti_odometry_tree(root: Path, sequences: dict[str, int] | None = Non
     sequences = sequences or {"sequence_1": 3, "sequence_2": 4}
     for seq_index, (name, count) in enumerate(sorted(sequences.items())):
         for k in range(count):
-            write_gray(root / name / f"{k:06d}.jpg", cv2.cvtColor(textured_frame(k, seq_index, size), cv2.COLOR_RGB2GRAY))
+            write_gray(root / name / f"{k:06d}.jpg",
+                       cv2.cvtColor(textured_frame(k, seq_index, size), cv2.COLOR_RGB2GRAY))
 
 
 def write_video(path: Path, scenes: list[int], size: tuple[int, int] = (48, 64), fps: float = 10.0) -> list[np.ndarray]:
     """An MJPG ``.avi`` of ``len(scenes)`` shots of ``scenes[i]`` frames each (a hard cut between
-    shots: each shot is a different texture panning by a pixel per frame). Returns the RGB frames."""
+    shots: each shot is a different texture panning by a pixel per frame). Returns the RGB frames.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (size[1], size[0]))
     if not writer.isOpened():
@@ -160,7 +162,8 @@ def write_kitti_tree(root: Path, version: int = 2015, pairs: int = 2, size: tupl
     written = []
     for index in range(pairs):
         for frame in (10, 11):
-            write_rgb(root / "training" / image_dir / f"{index:06d}_{frame}.png", coded_frame(frame, index, version % 256, size))
+            write_rgb(root / "training" / image_dir / f"{index:06d}_{frame}.png",
+                      coded_frame(frame, index, version % 256, size))
         flow = smooth_flow(size, seed + index)
         valid_occ = rng.random(size) < 0.8
         valid_noc = valid_occ & (rng.random(size) < 0.7)
@@ -187,7 +190,8 @@ def write_sintel_tree(root: Path, scenes: dict[str, int] | None = None, size: tu
     for scene_index, (scene, frames) in enumerate(sorted(scenes.items())):
         for k in range(frames):
             for pass_index, pass_name in enumerate(("clean", "final")):
-                write_rgb(base / pass_name / scene / f"frame_{k + 1:04d}.png", coded_frame(k, scene_index, pass_index, size))
+                write_rgb(base / pass_name / scene / f"frame_{k + 1:04d}.png",
+                          coded_frame(k, scene_index, pass_index, size))
             if k < frames - 1:
                 flow = rng.normal(0, 2, size=(*size, 2)).astype(np.float32)
                 occlusion = rng.random(size) < 0.2

@@ -32,7 +32,8 @@ def expected_train_ids(label_ids: np.ndarray) -> np.ndarray:
 def test_snippets_pairs_and_labels(tree) -> None:
     root, labels = tree
     dataset = CityscapesSequenceDataset(root, "train", PairSamplingConfig(unlabelled_per_labelled=1.0))
-    assert [(c, s, len(f)) for c, s, f in dataset.sequences] == [("aachen", 0, 30), ("aachen", 1, 30), ("bremen", 0, 30)]
+    assert [(c, s, len(f)) for c, s, f in dataset.sequences] == [("aachen", 0, 30), ("aachen", 1, 30),
+                                                                 ("bremen", 0, 30)]
     assert dataset.num_labelled_pairs == 3 * 10 and len(dataset) == 60
     for index in range(len(dataset)):
         pair = dataset.pairs[index]

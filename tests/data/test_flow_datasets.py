@@ -34,7 +34,8 @@ def test_kitti_flow_valid_and_occlusion(tmp_path, version: int, name: str) -> No
     assert len(dataset) == 2
     for index, truth in enumerate(written):
         sample = dataset[index]
-        assert round(sample["image1"][0, 0, 0].item() * 255) == 10 and round(sample["image2"][0, 0, 0].item() * 255) == 11
+        assert round(sample["image1"][0, 0, 0].item() * 255) == 10 and round(sample["image2"][0, 0,
+                                                                                              0].item() * 255) == 11
         assert round(sample["image1"][1, 0, 0].item() * 255) == index
         valid = truth["valid_occ"]
         np.testing.assert_array_equal(sample["flow_valid"].numpy(), valid)
@@ -108,7 +109,8 @@ def test_kitti_multiview_sequences_skip_benchmark_frames(tmp_path) -> None:
 
     for scene in range(2):
         for frame in range(21):
-            write_rgb(tmp_path / "training" / "image_2" / f"{scene:06d}_{frame:02d}.png", coded_frame(frame, scene, 0, (6, 8)))
+            write_rgb(tmp_path / "training" / "image_2" / f"{scene:06d}_{frame:02d}.png",
+                      coded_frame(frame, scene, 0, (6, 8)))
     dataset = build_dataset("kitti2015", str(tmp_path), "multiview", pairs={"max_gap": 2})
     # frames 0-8 and 13-20 of each scene are two sequences
     assert [len(frames) for _, frames in dataset.sequences] == [9, 8, 9, 8]

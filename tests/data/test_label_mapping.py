@@ -18,7 +18,8 @@ OFFICIAL_TRAIN_IDS = {
 }
 
 
-@pytest.mark.parametrize("label_id, train_id", [(7, 0), (8, 1), (26, 13), (33, 18), (0, 255), (4, 255), (9, 255), (29, 255)])
+@pytest.mark.parametrize("label_id, train_id",
+                         [(7, 0), (8, 1), (26, 13), (33, 18), (0, 255), (4, 255), (9, 255), (29, 255)])
 def test_named_cityscapes_ids(label_id: int, train_id: int) -> None:
     assert label_id_to_train_id_table()[label_id] == train_id
 

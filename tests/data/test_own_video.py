@@ -248,7 +248,8 @@ def test_self_supervised_finetuning_on_a_bag_lowers_heldout_photometric_loss(tmp
 
     def heldout_scores() -> tuple[float, float]:
         """Census error of image1 vs warped image2 on pixels that stay in view (no learned mask that
-        could lower it for free), and end-point error against the known motion."""
+        could lower it for free), and end-point error against the known motion.
+        """
         image1, image2 = heldout["image1"], heldout["image2"]
         # Few steps: BatchNorm running statistics have not settled, so both measurements use
         # batch statistics (train mode, no gradient).
@@ -275,6 +276,7 @@ def test_self_supervised_finetuning_on_a_bag_lowers_heldout_photometric_loss(tmp
             if step == 30:
                 break
     photometric_after, epe_after = heldout_scores()
-    print(f"held-out census {photometric_before:.3f} -> {photometric_after:.3f}, EPE {epe_before:.2f} -> {epe_after:.2f} px")
+    print(f"held-out census {photometric_before:.3f} -> {photometric_after:.3f}, EPE {epe_before:.2f} -> "
+          f"{epe_after:.2f} px")
     assert photometric_after < 0.85 * photometric_before, (photometric_before, photometric_after)
     assert epe_after < 0.7 * epe_before, (epe_before, epe_after)

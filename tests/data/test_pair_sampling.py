@@ -55,7 +55,8 @@ def test_all_unlabelled_pairs_when_ratio_is_none() -> None:
 def test_forward_only_and_backward_only() -> None:
     flags = cityscapes_like(snippets=1)
     forward = build_pairs(flags, PairSamplingConfig(directions=(1,), unlabelled_per_labelled=0))
-    backward = build_pairs(flags, PairSamplingConfig(min_gap_frames=1, max_gap_frames=1, directions=(-1,), unlabelled_per_labelled=0))
+    backward = build_pairs(flags, PairSamplingConfig(min_gap_frames=1, max_gap_frames=1, directions=(-1,),
+                                                     unlabelled_per_labelled=0))
     assert {p.gap for p in forward} == {1, 2, 3, 4, 5}
     assert [(p.first, p.second) for p in backward] == [(19, 18)]
 
@@ -67,9 +68,9 @@ def test_draw_is_deterministic_per_seed() -> None:
     assert a == b and a != c
 
 
-@pytest.mark.parametrize("kwargs", [dict(min_gap_frames=0), dict(min_gap_frames=3, max_gap_frames=2), dict(min_gap=0),
-                                    dict(min_gap=3, max_gap=2), dict(directions=(2,)),
-                                    dict(directions=()), dict(unlabelled_per_labelled=-1.0)])
+@pytest.mark.parametrize("kwargs", [{"min_gap_frames": 0}, {"min_gap_frames": 3, "max_gap_frames": 2}, {"min_gap": 0},
+                                    {"min_gap": 3, "max_gap": 2}, {"directions": (2,)},
+                                    {"directions": ()}, {"unlabelled_per_labelled": -1.0}])
 def test_invalid_configs_rejected(kwargs: dict) -> None:
     with pytest.raises(ValueError):
         PairSamplingConfig(**kwargs)

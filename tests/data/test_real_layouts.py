@@ -9,13 +9,15 @@ from efc_core.data.datasets import build_dataset
 from tests.conftest import SHARED_DATA
 
 REAL = SHARED_DATA / "real"
-pytestmark = pytest.mark.skipif(not REAL.is_dir(), reason=f"real data folder {REAL} absent (read-only, not redistributable)")
+pytestmark = pytest.mark.skipif(not REAL.is_dir(),
+                                reason=f"real data folder {REAL} absent (read-only, not redistributable)")
 
 
 def test_camvid_real_splits_and_label_ids() -> None:
     train = build_dataset("camvid", str(REAL / "camvid"), "train", pairs={"max_gap": 1, "unlabelled_per_labelled": 0})
     val = build_dataset("camvid", str(REAL / "camvid"), "val", pairs={"max_gap": 1, "directions": [-1]})
-    assert sum(len(s) for s in train.sequences) == 367 and sorted(train.sequence_names) == ["0001TP", "0006R0", "0016E5"]
+    assert sum(len(s) for s in train.sequences) == 367
+    assert sorted(train.sequence_names) == ["0001TP", "0006R0", "0016E5"]
     assert sum(len(s) for s in val.sequences) == 101 and val.sequence_names == ["0016E5"]
     assert all(val.labelled[0])
     sample = val[0]
@@ -34,7 +36,8 @@ def test_davis_real_sequences() -> None:
 
 
 def test_kitti_odometry_real_sequences() -> None:
-    dataset = build_dataset("kitti_odometry", str(REAL / "kitti_odometry"), "train", pairs={"max_gap": 1, "directions": [1]})
+    dataset = build_dataset("kitti_odometry", str(REAL / "kitti_odometry"), "train",
+                            pairs={"max_gap": 1, "directions": [1]})
     assert dataset.source.sequence_names == ["sequence_1", "sequence_2"]
     assert [len(s) for s in dataset.source.sequences] == [51, 51]
     image = dataset[0]["image1"]

@@ -72,7 +72,8 @@ def test_kitti_odometry_greyscale_becomes_three_channels(tmp_path) -> None:
     sample = dataset[0]
     _assert_unlabelled(sample)
     assert sample["image1"].shape == (3, 20, 64)
-    assert torch.equal(sample["image1"][0], sample["image1"][1]) and torch.equal(sample["image1"][1], sample["image1"][2])
+    assert torch.equal(sample["image1"][0], sample["image1"][1])
+    assert torch.equal(sample["image1"][1], sample["image1"][2])
 
 
 def test_video_pairs_never_cross_a_scene_cut(tmp_path) -> None:

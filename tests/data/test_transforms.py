@@ -16,7 +16,7 @@ from efc_core.data.datasets.transforms import (
 
 
 def warp(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
-    """out(p) = image(p + flow(p)), bilinear (the convention of flow_fw: image1 = warp(image2, flow_fw))."""
+    """Backward-warp bilinearly: out(p) = image(p + flow(p)), so image2 warped by flow_fw gives image1."""
     h, w = flow.shape[:2]
     xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
     return cv2.remap(image, xs + flow[..., 0], ys + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)

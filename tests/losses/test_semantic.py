@@ -75,7 +75,8 @@ def test_segmentation_loss_counts_only_labelled_pixels() -> None:
     # Uniform logits cost log K per labelled pixel; an unlabelled frame adds nothing.
     uniform = torch.zeros(1, CLASSES, HEIGHT, WIDTH)
     unlabelled = torch.full_like(labels, 255)
-    assert segmentation_loss([uniform, uniform], [ignored, unlabelled]).item() == pytest.approx(math.log(CLASSES), rel=1e-5)
+    assert segmentation_loss([uniform, uniform], [ignored, unlabelled]).item() == pytest.approx(math.log(CLASSES),
+                                                                                                rel=1e-5)
 
 
 def test_segmentation_loss_is_zero_not_nan_without_labels() -> None:
@@ -137,6 +138,7 @@ def test_class_weights_weigh_each_pixel_and_normalise_by_the_labelled_weight() -
     loss = segmentation_loss([logits], [labels], weights)
     expected = (1.0 * math.log(2) + 3.0 * math.log(2) + 1.0 * -math.log(0.75)) / (1.0 + 3.0 + 1.0)
     assert float(loss) == pytest.approx(expected, rel=1e-6)
-    assert float(segmentation_loss([logits], [labels])) == pytest.approx((2 * math.log(2) - math.log(0.75)) / 3, rel=1e-6)
+    assert float(segmentation_loss([logits], [labels])) == pytest.approx((2 * math.log(2) - math.log(0.75)) / 3,
+                                                                         rel=1e-6)
     with pytest.raises(ValueError, match="class_weights"):
         segmentation_loss([logits], [labels], torch.ones(3))

@@ -17,7 +17,8 @@ def random_image(seed: int = 0) -> torch.Tensor:
 
 def affine_flow(a: float = 0.1, b: float = -0.03, c: float = 0.02, d: float = 0.05) -> torch.Tensor:
     """(1, 2, H, W) flow ``u = a x + b y + 1.5``, ``v = c x + d y - 2`` (a zoom + shear)."""
-    ys, xs = torch.meshgrid(torch.arange(HEIGHT, dtype=torch.float32), torch.arange(WIDTH, dtype=torch.float32), indexing="ij")
+    ys, xs = torch.meshgrid(torch.arange(HEIGHT, dtype=torch.float32), torch.arange(WIDTH, dtype=torch.float32),
+                            indexing="ij")
     return torch.stack((a * xs + b * ys + 1.5, c * xs + d * ys - 2.0))[None]
 
 

@@ -136,7 +136,8 @@ def run(mode: str, topic: str, *options: str, env: dict[str, str], timeout: floa
                                env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout)
     lines = [line for line in completed.stdout.splitlines() if line.startswith("{")]
     if not lines:
-        raise RuntimeError(f"camera_process {mode} failed ({completed.returncode}):\n{completed.stdout}\n{completed.stderr}")
+        raise RuntimeError(f"camera_process {mode} failed "
+                           f"({completed.returncode}):\n{completed.stdout}\n{completed.stderr}")
     return json.loads(lines[-1])
 
 

@@ -57,7 +57,8 @@ class NodeProcess:
                    RCUTILS_COLORIZED_OUTPUT="0", OMP_NUM_THREADS="1")
         self._log_file = open(log_path, "w")
         command = [sys.executable, "-m", module, *program_args, *node_arguments(parameters, **arguments)]
-        self.process = subprocess.Popen(command, stdout=self._log_file, stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT)
+        self.process = subprocess.Popen(command, stdout=self._log_file, stderr=subprocess.STDOUT, env=env,
+                                        cwd=REPO_ROOT)
 
     def log(self) -> str:
         """Everything the node printed so far."""
@@ -162,7 +163,8 @@ class RosClient:
         from rcl_interfaces.srv import SetParameters
         from rclpy.parameter import Parameter
 
-        request = SetParameters.Request(parameters=[Parameter(k, value=v).to_parameter_msg() for k, v in values.items()])
+        request = SetParameters.Request(parameters=[Parameter(k, value=v).to_parameter_msg()
+                                                    for k, v in values.items()])
         return list(self.call_service(SetParameters, f"{node}/set_parameters", request).results)
 
     def list_parameters(self, node: str) -> set[str]:
@@ -211,7 +213,8 @@ def publish_frame(publisher: Any, rgb: Any, index: int, *, frame_id: str = "came
 
 
 def start_node_and_client(log_path: Path, parameters: dict[str, Any], namespace: str, client_name: str,
-                          topics: dict[str, Any], timeout: float = 90.0) -> tuple[NodeProcess, RosClient, Any, dict[str, list]]:
+                          topics: dict[str, Any], timeout: float = 90.0) -> tuple[NodeProcess, RosClient, Any,
+                                                                                  dict[str, list]]:
     """Start the node, a client subscribed (reliable) to ``topics`` {relative name: type} and an image publisher.
 
     Returns once the node's publishers and our image publisher are matched.

@@ -16,7 +16,6 @@ from std_msgs.msg import Header
 
 from tests.ros.ros_helpers import (
     NodeProcess,
-    RosClient,
     frame_stamp,
     messages_with_stamp,
     publish_frame,
@@ -75,14 +74,15 @@ def _raw_message(index: int, *, encoding: str, height: int, width: int, step: in
 @pytest.mark.parametrize(
     "index, bad_message, log_text",
     [
-        (10, dict(encoding="bayer_xyz8", height=HEIGHT, width=WIDTH, step=WIDTH, size=HEIGHT * WIDTH),
+        (10, {"encoding": "bayer_xyz8", "height": HEIGHT, "width": WIDTH, "step": WIDTH, "size": HEIGHT * WIDTH},
          "unsupported image encoding 'bayer_xyz8'"),
-        (20, dict(encoding="rgb8", height=0, width=0, step=0, size=0), "image has zero size: 0x0"),
-        (30, dict(encoding="rgb8", height=HEIGHT, width=WIDTH, step=WIDTH * 3, size=100),
+        (20, {"encoding": "rgb8", "height": 0, "width": 0, "step": 0, "size": 0}, "image has zero size: 0x0"),
+        (30, {"encoding": "rgb8", "height": HEIGHT, "width": WIDTH, "step": WIDTH * 3, "size": 100},
          f"expected height*step = {HEIGHT}*{WIDTH * 3}"),
     ],
 )
-def test_bad_frame_is_logged_counted_and_the_next_good_frame_processed(ros_environment, running, frames, index, bad_message, log_text):
+def test_bad_frame_is_logged_counted_and_the_next_good_frame_processed(ros_environment, running, frames, index,
+                                                                       bad_message, log_text):
     node, client, publisher, received = running
     _process_good_frame(running, frames[0], index, flow_expected=False)  # 1 s after the last case: new pair
     publisher.publish(_raw_message(index + 1, **bad_message))
@@ -128,7 +128,8 @@ def test_time_going_backwards_resets_the_pair(ros_environment, running, frames):
         (100, {"log_throttle_sec": -1.0}, "log_throttle_sec"),
     ],
 )
-def test_invalid_runtime_parameters_are_rejected_with_a_reason(ros_environment, running, frames, index, changes, reason_text):
+def test_invalid_runtime_parameters_are_rejected_with_a_reason(ros_environment, running, frames, index, changes,
+                                                               reason_text):
     node, client, publisher, received = running
     [result] = client.set_parameters(NODE, changes)
     assert not result.successful
@@ -144,7 +145,8 @@ def _start_and_expect_exit(tmp_path, parameters: dict) -> tuple[int, str]:
 
 
 @pytest.mark.slow
-def test_missing_mismatched_model_and_bad_parameters_stop_the_process_with_one_line(ros_environment, demo_model, tmp_path):
+def test_missing_mismatched_model_and_bad_parameters_stop_the_process_with_one_line(ros_environment, demo_model,
+                                                                                    tmp_path):
     broken = tmp_path / "broken"
     broken.mkdir()
     for sibling in demo_model.parent.glob(demo_model.stem + ".*"):

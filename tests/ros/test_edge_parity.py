@@ -161,7 +161,8 @@ def test_every_encoding_decodes_identically_through_node_bag_tools_and_dataset(r
     from efc_ros.bag.process import process_bag
 
     node, client = running
-    fields = [_frame_fields(index, kind, padding, bigendian) for index, (_, kind, padding, bigendian) in enumerate(CASES)]
+    fields = [_frame_fields(index, kind, padding, bigendian) for index,
+              (_, kind, padding, bigendian) in enumerate(CASES)]
     expected = [_expected(f) for f in fields]
     stamps = [STAMP0 + index * PERIOD for index in range(len(CASES))]
     for index, (name, *_) in enumerate(CASES):
@@ -208,7 +209,8 @@ def test_every_encoding_decodes_identically_through_node_bag_tools_and_dataset(r
         assert client.wait_for(lambda: compressed_publisher.get_subscription_count() > 0, 30)
         time.sleep(0.3)
         for index, _ in packed:
-            _publish_and_wait(compressed_node, client, compressed_publisher, _rclpy_message(fields[index], stamps[index]))
+            _publish_and_wait(compressed_node, client, compressed_publisher,
+                              _rclpy_message(fields[index], stamps[index]))
         node_all = node_raw + list(compressed_node.calls)
     finally:
         compressed_node.close()

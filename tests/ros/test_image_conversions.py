@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-from sensor_msgs.msg import CompressedImage, Image
+from sensor_msgs.msg import CompressedImage
 from std_msgs.msg import Header
 
 from efc_core.edge.image_decode import decode_raw
@@ -59,7 +59,8 @@ def test_mono8_decodes_to_equal_gray_channels(rgb, padding):
         np.testing.assert_array_equal(decoded[:, :, channel], gray)
 
 
-@pytest.mark.parametrize("encoding, code", [("yuv422", cv2.COLOR_YUV2RGB_UYVY), ("yuv422_yuy2", cv2.COLOR_YUV2RGB_YUY2)])
+@pytest.mark.parametrize("encoding, code",
+                         [("yuv422", cv2.COLOR_YUV2RGB_UYVY), ("yuv422_yuy2", cv2.COLOR_YUV2RGB_YUY2)])
 @pytest.mark.parametrize("padding", [0, 4])
 def test_yuv422_variants_match_opencv_and_the_source(rgb, encoding, code, padding):
     msg = rgb_to_image_msg(rgb, encoding, _header(), step=rgb.shape[1] * 2 + padding)
@@ -82,8 +83,10 @@ def test_16_bit_encodings_honour_byte_order_and_padding(rgb, bigendian):
 
     def decode(values16: np.ndarray, as_bigendian: bool) -> np.ndarray:
         buffer = np.zeros((height, step), np.uint8)
-        buffer[:, : width * 6] = values16.astype(">u2" if bigendian else "<u2").view(np.uint8).reshape(height, width * 6)
-        return decode_raw(buffer.tobytes(), height=height, width=width, step=step, encoding="rgb16", is_bigendian=as_bigendian)
+        raw = values16.astype(">u2" if bigendian else "<u2").view(np.uint8)
+        buffer[:, : width * 6] = raw.reshape(height, width * 6)
+        return decode_raw(buffer.tobytes(), height=height, width=width, step=step, encoding="rgb16",
+                          is_bigendian=as_bigendian)
 
     np.testing.assert_array_equal(decode(rgb.astype(np.uint16) * 257, bigendian), rgb)  # 257*255 = 65535
     # High and low bytes differ here, so reading them in the wrong order is far off.
@@ -103,11 +106,12 @@ def test_compressed_png_is_exact_and_jpeg_close(rgb):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(encoding="bayer_foo8", height=2, width=2, step=2), "unsupported image encoding 'bayer_foo8'"),
-        (dict(encoding="rgb8", height=0, width=4, step=12), "zero size"),
-        (dict(encoding="rgb8", height=4, width=4, step=8), "step 8"),
-        (dict(encoding="rgb8", height=4, width=4, step=12, data=b"\0" * 47), "expected height*step = 4*12 = 48"),
-        (dict(encoding="yuv422", height=2, width=3, step=6), "even width"),
+        ({"encoding": "bayer_foo8", "height": 2, "width": 2, "step": 2}, "unsupported image encoding 'bayer_foo8'"),
+        ({"encoding": "rgb8", "height": 0, "width": 4, "step": 12}, "zero size"),
+        ({"encoding": "rgb8", "height": 4, "width": 4, "step": 8}, "step 8"),
+        ({"encoding": "rgb8", "height": 4, "width": 4, "step": 12, "data": b"\0" * 47},
+         "expected height*step = 4*12 = 48"),
+        ({"encoding": "yuv422", "height": 2, "width": 3, "step": 6}, "even width"),
     ],
 )
 def test_bad_raw_images_raise_input_error_naming_the_problem(kwargs, message):

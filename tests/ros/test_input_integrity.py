@@ -136,7 +136,7 @@ def test_diagnostics_name_every_error_kind_after_outputs_were_produced(ros_envir
     for index in range(40, 70):  # 3 s of depth frames only: input arrives, nothing comes out
         publisher.publish(_depth_message(index))
         time.sleep(0.1)
-    statuses = [s for s in _statuses(arrivals, started + 1.5)]
+    statuses = list(_statuses(arrivals, started + 1.5))
     assert statuses, "no /diagnostics status received"
     messages = [status.message for status in statuses]
     assert not any("no outputs yet" in message for message in messages), messages

@@ -9,7 +9,6 @@ file is checked statically here (``launch_ros`` is not installed) and by running
 from __future__ import annotations
 
 import ast
-from pathlib import Path
 
 import pytest
 import yaml
@@ -70,7 +69,8 @@ def node_graph(demo_model):
 def _topics(client: RosClient, namespace: str, kind: str) -> set[str]:
     query = getattr(client.node, f"get_{kind}_names_and_types_by_node")
     found: set[str] = set()
-    client.wait_for(lambda: bool(found.update(name for name, _ in query("efc_perception", namespace)) or found), 10, 0.2)
+    client.wait_for(lambda: bool(found.update(name for name, _ in query("efc_perception", namespace)) or found), 10,
+                    0.2)
     return found
 
 
@@ -101,7 +101,8 @@ def test_yaml_values_reach_the_node_and_descriptors_carry_ranges(ros_environment
         descriptor = by_name[spec.name]
         assert descriptor.description and descriptor.read_only == spec.read_only, spec.name
         if spec.float_range:
-            assert (descriptor.floating_point_range[0].from_value, descriptor.floating_point_range[0].to_value) == spec.float_range
+            assert (descriptor.floating_point_range[0].from_value,
+                    descriptor.floating_point_range[0].to_value) == spec.float_range
         if spec.int_range:
             assert (descriptor.integer_range[0].from_value, descriptor.integer_range[0].to_value) == spec.int_range
 
@@ -125,7 +126,9 @@ def test_launch_arguments_and_remappings_reference_real_parameters_and_topics(ro
     used = {call.args[0].value for call in _calls(tree, "LaunchConfiguration")}
     assert used <= set(arguments)
 
-    [perception] = [c for c in _calls(tree, "Node") if any(k.arg == "executable" and k.value.value == "perception_node" for k in c.keywords)]
+    [perception] = [c for c in _calls(tree,
+                                      "Node") if any(k.arg == "executable" and k.value.value == "perception_node"
+                                                     for k in c.keywords)]
     keywords = {k.arg: k.value for k in perception.keywords}
     assert keywords["name"].value == "efc_perception"
     overrides = next(e for e in keywords["parameters"].elts if isinstance(e, ast.Dict))

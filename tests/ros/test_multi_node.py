@@ -1,5 +1,6 @@
 """Several cameras: two namespaced node processes at once, compressed input, best-effort loss,
-and the single-process multi-camera variant sharing one backend."""
+and the single-process multi-camera variant sharing one backend.
+"""
 
 from __future__ import annotations
 
@@ -41,12 +42,14 @@ def cameras(demo_model, tmp_path_factory):
         RAW: NodeProcess(logs / "raw.log", common, namespace=RAW),  # default QoS: best effort
         COMPRESSED: NodeProcess(logs / "compressed.log", dict(common, use_compressed=True, qos_reliability="reliable"),
                                 namespace=COMPRESSED),
-        "multi": NodeProcess(logs / "multi.log", dict(common, qos_reliability="reliable"), module="efc_ros.multi_camera",
+        "multi": NodeProcess(logs / "multi.log", dict(common, qos_reliability="reliable"),
+                             module="efc_ros.multi_camera",
                              program_args=("--cameras", *MULTI)),
     }
     client = RosClient("efc_multi_client")
     namespaces = (RAW, COMPRESSED, *MULTI)
-    received = {(ns, topic): client.subscribe(Image, f"{ns}/{topic}") for ns in namespaces for topic in ("segmentation", "flow")}
+    received = {(ns, topic): client.subscribe(Image, f"{ns}/{topic}")
+                for ns in namespaces for topic in ("segmentation", "flow")}
     publishers = {
         RAW: client.publisher(Image, f"{RAW}/image", reliable=False),
         COMPRESSED: client.publisher(CompressedImage, f"{COMPRESSED}/image/compressed"),
@@ -81,7 +84,8 @@ def _send_and_wait(cameras, namespace: str, rgb: np.ndarray, index: int, *, time
 
 
 @pytest.mark.slow
-def test_compressed_png_input_gives_the_perceptor_outputs_of_the_raw_frames(ros_environment, cameras, frames, demo_model):
+def test_compressed_png_input_gives_the_perceptor_outputs_of_the_raw_frames(ros_environment, cameras, frames,
+                                                                            demo_model):
     from efc_core.perceptor import Perceptor
     from efc_core.runtime import create_backend
 
@@ -107,7 +111,8 @@ def test_best_effort_input_loss_is_measured(ros_environment, cameras, frames):
         publish_frame(publishers[RAW], frames[offset % len(frames)], first + offset, frame_id="efc_cam1")
         time.sleep(0.4)
     client.wait_for(lambda: False, 1.0)
-    arrived = sum(bool(messages_with_stamp(received[(RAW, "segmentation")], frame_stamp(first + k))) for k in range(sent))
+    arrived = sum(bool(messages_with_stamp(received[(RAW, "segmentation")], frame_stamp(first + k)))
+                  for k in range(sent))
     print(f"best-effort input, {WIDTH}x{HEIGHT} rgb8: {sent - arrived} of {sent} frames lost")
     assert arrived > 0, processes[RAW].log()
 
@@ -117,7 +122,8 @@ def test_namespaced_nodes_only_see_their_own_camera(ros_environment, cameras, fr
     processes, client, publishers, received = cameras
     for namespace in (RAW, COMPRESSED):
         # Best effort may lose a frame: send until one comes through.
-        assert any(_send_and_wait(cameras, namespace, frames[0], 40 + k, timeout=5) for k in range(5)), processes[namespace].log()
+        assert any(_send_and_wait(cameras, namespace, frames[0], 40 + k, timeout=5)
+                   for k in range(5)), processes[namespace].log()
     for namespace in (RAW, COMPRESSED):
         frame_ids = {m.header.frame_id for m in received[(namespace, "segmentation")]}
         assert frame_ids == {namespace.strip("/")}, (namespace, frame_ids)

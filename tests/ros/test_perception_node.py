@@ -113,7 +113,8 @@ def test_bad_runtime_changes_are_rejected_with_a_reason(changes, reason):
 
 
 def test_good_runtime_changes_and_start_up_rules():
-    assert check_parameter_changes(PerceptionParameters(), {"occlusion_threshold": 0.25, "temporal_fusion": 0.5}) is None
+    assert check_parameter_changes(PerceptionParameters(),
+                                   {"occlusion_threshold": 0.25, "temporal_fusion": 0.5}) is None
     with pytest.raises(ParameterError, match="input_width and input_height must both be 0"):
         PerceptionParameters().replace({"input_width": 320})
     with pytest.raises(ParameterError, match="resize_mode must be one of letterbox, stretch; got 'crop'"):
@@ -164,7 +165,7 @@ def frames() -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def node_and_client(demo_model, tmp_path_factory):
-    """One node process for the module (reliable input, occlusion probability on) and a client subscribed to everything."""
+    """One node process for the module (reliable input, occlusion probability on) and a client on every output."""
     from sensor_msgs.msg import Image, TimeReference
     from diagnostic_msgs.msg import DiagnosticArray
 
@@ -210,7 +211,8 @@ def lockstep_run(node_and_client, frames):
         wanted = ("segmentation", "segmentation/color", "overlay") if index == 0 else OUTPUT_TOPICS
         if not client.wait_for(lambda: all(messages_with_stamp(received[t], header.stamp) for t in wanted), 30):
             pytest.fail(f"frame {index}: missing outputs "
-                        f"{[t for t in wanted if not messages_with_stamp(received[t], header.stamp)]}; log:\n{node.log()}")
+                        f"{[t for t in wanted if not messages_with_stamp(received[t], header.stamp)]}; "
+                        f"log:\n{node.log()}")
         latencies.append(time.monotonic() - sent)
     time.sleep(0.3)  # anything published late for the first frame would show up now
     return headers, received, latencies
@@ -300,7 +302,8 @@ def test_runtime_parameter_change_applies_to_the_next_frame(ros_environment, nod
 
 @pytest.mark.slow
 @pytest.mark.ros
-def test_frames_faster_than_inference_are_dropped_and_the_newest_processed(ros_environment, node_and_client, lockstep_run, frames):
+def test_frames_faster_than_inference_are_dropped_and_the_newest_processed(ros_environment, node_and_client,
+                                                                           lockstep_run, frames):
     node, client, publisher, received = node_and_client
     first, count = 100, 20
     segmentation_before = len(received["segmentation"])
@@ -321,7 +324,8 @@ def test_frames_faster_than_inference_are_dropped_and_the_newest_processed(ros_e
     # Every frame that produced no output was dropped (and counted), except the one in flight.
     # Wait for a report issued after the flood: a 1 Hz report can come out in the middle of it.
     expected_drops = count - outputs - 1
-    assert client.wait_for(lambda: (v := deadline_values()) is not None and int(v["frames_dropped"]) >= expected_drops, 5), \
+    assert client.wait_for(lambda: (v := deadline_values()) is not None and int(v["frames_dropped"]) >= expected_drops,
+                           5), \
         deadline_values()
     values = deadline_values()
     assert values["backend"] == "onnxruntime" and values["precision"] == "fp32"
@@ -342,7 +346,8 @@ def test_sigint_shuts_the_node_down_cleanly(ros_environment, node_and_client, lo
 
 @pytest.mark.slow
 @pytest.mark.ros
-def test_lifecycle_node_loads_in_configure_and_processes_only_while_active(ros_environment, demo_model, frames, tmp_path):
+def test_lifecycle_node_loads_in_configure_and_processes_only_while_active(ros_environment, demo_model, frames,
+                                                                           tmp_path):
     import rclpy
     from lifecycle_msgs.msg import Transition
     from lifecycle_msgs.srv import ChangeState, GetState
@@ -436,7 +441,8 @@ def test_colour_images_are_computed_only_while_someone_subscribes(ros_environmen
     calls = {"colorize_labels": 0, "flow_to_color": 0, "overlay": 0}
     for name in calls:  # count calls, keep the real functions
         real = getattr(viz, name)
-        monkeypatch.setattr(viz, name, lambda *a, _real=real, _name=name, **k: (calls.__setitem__(_name, calls[_name] + 1), _real(*a, **k))[1])
+        monkeypatch.setattr(viz, name, lambda *a, _real=real, _name=name,
+                            **k: (calls.__setitem__(_name, calls[_name] + 1), _real(*a, **k))[1])
     namespace, context = "/efc_colour", rclpy.Context()
     rclpy.init(context=context)
     node = PerceptionNode(context=context, namespace=namespace, parameter_overrides=[
@@ -449,7 +455,8 @@ def test_colour_images_are_computed_only_while_someone_subscribes(ros_environmen
     try:
         flow = client.subscribe(Image, f"{namespace}/flow")
         publisher = client.publisher(Image, f"{namespace}/image")
-        assert client.wait_for(lambda: publisher.get_subscription_count() > 0 and node.count_subscribers(f"{namespace}/flow") > 0, 10)
+        assert client.wait_for(lambda: publisher.get_subscription_count() > 0
+                               and node.count_subscribers(f"{namespace}/flow") > 0, 10)
         _publish(publisher, frames[0], 0)
         assert client.wait_for(lambda: node.statistics.frames_processed == 1, 30)
         header = _publish(publisher, frames[1], 1)

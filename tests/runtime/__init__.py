@@ -63,7 +63,8 @@ def _pool_upsample_nodes(source: str, target: str, pool: bool) -> tuple[list[Any
     pooled = f"{source}_pooled"
     nodes = [helper.make_node("AveragePool", [source], [pooled], kernel_shape=[4, 4], strides=[4, 4])] if pool else []
     scales = numpy_helper.from_array(np.asarray([1, 1, 4, 4], np.float32), f"{source}_scales")
-    nodes.append(helper.make_node("Resize", [pooled if pool else source, "", f"{source}_scales"], [target], mode="nearest"))
+    nodes.append(helper.make_node("Resize", [pooled if pool else source, "", f"{source}_scales"], [target],
+                                  mode="nearest"))
     return nodes, [scales]
 
 
@@ -122,7 +123,8 @@ def build_models(
             ],
             f"{name}_encoder",
             [_image_info("image", height, width)],
-            [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 3, None, None]) for n in ("feat4", "feat8", "feat16")],
+            [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 3, None, None])
+             for n in ("feat4", "feat8", "feat16")],
         )
         _save(encoder, folder / f"{name}.encoder.onnx")
         nodes, inits = [], []

@@ -143,7 +143,8 @@ def test_wrong_input_tensor_is_an_input_error(tmp_path: Path) -> None:
 @pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
 def test_real_tiny_network_agrees_with_the_torch_backend(tmp_path: Path, shared_data: Path) -> None:
     """Export the real (untrained) tiny EFC network; ORT single graph, ORT streaming pair and the
-    PyTorch backend must give the same numbers (tolerances for float32 reassociation)."""
+    PyTorch backend must give the same numbers (tolerances for float32 reassociation).
+    """
     torch = pytest.importorskip("torch")
     from efc_core.export.onnx_export import export_onnx
     from efc_core.model.checkpoint import save_checkpoint

@@ -228,7 +228,8 @@ def test_unrequested_flow_and_occlusion_are_not_computed_but_the_pair_is_kept(tr
 def test_straight_path_calls_each_stage_once_per_frame_into_reused_buffers(tmp_path: Path, monkeypatch) -> None:
     """decode -> preprocess -> infer -> postprocess: each stage once per frame, no stage calling
     back into the Perceptor, and the single-graph input written into two alternating buffers
-    (the kept partner's tensor is never overwritten) instead of a fresh tensor per frame."""
+    (the kept partner's tensor is never overwritten) instead of a fresh tensor per frame.
+    """
     import efc_core.perceptor as perceptor_module
 
     build_models(tmp_path)

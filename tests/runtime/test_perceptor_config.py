@@ -72,11 +72,12 @@ def test_build_perceptor_applies_every_setting():
 def test_bag_tools_build_the_perceptor_the_node_builds():
     """``efc bag process`` used to drop resize mode, max frame gap, streaming and threads."""
     pytest.importorskip("rcl_interfaces")
-    from efc_ros.bag.cli import _add_model_arguments, build_perceptor as bag_build
+    from efc_ros.bag.cli import build_perceptor as bag_build
+    from efc_ros.perceptor_args import add_perceptor_arguments  # what efc bag process adds to its parser
     from efc_ros.node_parameters import PerceptionParameters
 
     parser = argparse.ArgumentParser()
-    _add_model_arguments(parser)
+    add_perceptor_arguments(parser)
     args = parser.parse_args(["--model", str(DEMO), "--resize-mode", "stretch", "--max-frame-gap", "0.2",
                               "--no-streaming", "--threads", "1", "--temporal-fusion", "0.4"])
     perceptor = bag_build(args)

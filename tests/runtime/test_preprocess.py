@@ -149,7 +149,8 @@ def test_fusion_blends_the_warped_previous_frame_where_visible() -> None:
 
 def test_replicate_padding_equals_efcnet_padding() -> None:
     """The runtime pads the way the model was built to (manifest ``pad_mode``): EFCNet's replicate
-    padding of a normalised image equals ``preprocess(pad_mode="replicate")`` of the uint8 image."""
+    padding of a normalised image equals ``preprocess(pad_mode="replicate")`` of the uint8 image.
+    """
     torch = pytest.importorskip("torch")
     from efc_core.model.efc_net import EFCNet
 
@@ -182,7 +183,8 @@ def test_letterbox_replicate_pads_every_side_and_out_buffer_is_reused() -> None:
 
 def test_wide_frames_fit_the_pixel_budget_by_aspect() -> None:
     """A 1242x375 (KITTI) frame letterboxed into 320x256 uses 38 % of the input; fitted by aspect
-    within the same pixel budget it uses 95 %."""
+    within the same pixel budget it uses 95 %.
+    """
     fixed = compute_geometry((375, 1242), (256, 320))
     assert fixed.input_share == pytest.approx(0.38, abs=0.01)
     from efc_core.preprocess import aspect_fit_size

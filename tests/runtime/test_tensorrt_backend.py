@@ -22,7 +22,8 @@ HAVE_TENSORRT = importlib.util.find_spec("tensorrt") is not None
 
 def _gpu_reason() -> str | None:
     """Why the real-engine test cannot run here (None: TensorRT, a CUDA layer and a GPU are present).
-    A machine with TensorRT but no GPU (a CI image, a container without --gpus) skips, not fails."""
+    A machine with TensorRT but no GPU (a CI image, a container without --gpus) skips, not fails.
+    """
     if not HAVE_TENSORRT:
         return "TensorRT is not installed here (GPU targets only)"
     from efc_core.runtime.cuda_layer import cuda_device_count

@@ -45,7 +45,8 @@ def test_wrong_types_and_values_are_named(tmp_path: Path) -> None:
 
 
 def test_yaml_values_and_overrides_are_typed(tmp_path: Path) -> None:
-    path = write(tmp_path, "optimizer:\n  lr: 1.0e-3\n  betas: [0.8, 0.99]\nloss:\n  config:\n    level_weights: [1, 0.5]\n")
+    path = write(tmp_path,
+                 "optimizer:\n  lr: 1.0e-3\n  betas: [0.8, 0.99]\nloss:\n  config:\n    level_weights: [1, 0.5]\n")
     config = load_config(path, ["optimizer.lr=5e-4", "schedule.decay=cosine", "data.synthetic.height=32"])
     assert config.optimizer.lr == pytest.approx(5e-4)
     assert config.optimizer.betas == (0.8, 0.99)

@@ -118,7 +118,8 @@ def test_cli_on_a_fixture_tree(tmp_path, capsys) -> None:
             write_rgb(tmp_path / "real" / "davis" / sequence / "frames" / f"{k:05d}.jpg",
                       np.ascontiguousarray(big[20 - 2 * k:68 - 2 * k, 30 - 3 * k:94 - 3 * k]))
     output = tmp_path / "report.json"
-    assert real_eval.main(["--method", "dis-fast", "--data-root", str(tmp_path), "--every", "1", "--output", str(output)]) == 0
+    assert real_eval.main(["--method", "dis-fast", "--data-root", str(tmp_path), "--every", "1", "--output",
+                           str(output)]) == 0
     printed = capsys.readouterr().out
     assert "davis/bear" in printed and "absent (skipped)" in printed
     report = json.loads(output.read_text())

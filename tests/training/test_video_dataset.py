@@ -9,7 +9,7 @@ import torch
 from efc_core.contract import IGNORE_LABEL
 from efc_core.data.video_dataset import SyntheticVideoDataset
 
-SMALL = dict(height=32, width=48, num_frames=8, num_classes=4, max_objects=3)
+SMALL = {"height": 32, "width": 48, "num_frames": 8, "num_classes": 4, "max_objects": 3}
 
 
 def make(**kwargs) -> SyntheticVideoDataset:
@@ -50,8 +50,10 @@ def test_flow_and_occlusion_match_the_generator() -> None:
         where = dataset.pair_index(index)
         sequence = dataset.sequence(where.sequence)
         sample = dataset[index]
-        np.testing.assert_array_equal(sample["flow_fw"].permute(1, 2, 0).numpy(), sequence.flow(where.first, where.second))
-        np.testing.assert_array_equal(sample["flow_bw"].permute(1, 2, 0).numpy(), sequence.flow(where.second, where.first))
+        np.testing.assert_array_equal(sample["flow_fw"].permute(1, 2, 0).numpy(),
+                                      sequence.flow(where.first, where.second))
+        np.testing.assert_array_equal(sample["flow_bw"].permute(1, 2, 0).numpy(),
+                                      sequence.flow(where.second, where.first))
         np.testing.assert_array_equal(sample["occ_fw"].numpy(), sequence.occlusion(where.first, where.second))
         np.testing.assert_array_equal(sample["occ_bw"].numpy(), sequence.occlusion(where.second, where.first))
         assert sample["flow_valid"].all() and bool(sample["has_flow"]) and bool(sample["has_occlusion"])

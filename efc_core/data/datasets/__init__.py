@@ -153,9 +153,11 @@ def build_dataset(name: str, root: str | Path | None, split: str, **options: Any
 
         version = int(name[-4:])
         if split in _KITTI_MULTIVIEW_SPLITS:
-            return flow_datasets.KittiMultiviewDataset(root, _KITTI_MULTIVIEW_SPLITS[split], version, pair_config, transform)
+            return flow_datasets.KittiMultiviewDataset(root, _KITTI_MULTIVIEW_SPLITS[split], version, pair_config,
+                                                       transform)
         if pair_config is not None:
-            raise ValueError(f"KITTI split {split!r} has fixed pairs; 'pairs' applies to {tuple(_KITTI_MULTIVIEW_SPLITS)}")
+            raise ValueError(f"KITTI split {split!r} has fixed pairs; 'pairs' applies to "
+                             f"{tuple(_KITTI_MULTIVIEW_SPLITS)}")
         return flow_datasets.KittiFlowDataset(root, split, version=version, transform=transform)
     if name == "sintel":
         from efc_core.data.datasets.flow_datasets import SintelDataset
@@ -195,7 +197,8 @@ def _build_mixture(split: str, options: dict[str, Any]) -> Dataset:
 
     sources_spec = options.get("sources")
     if not isinstance(sources_spec, list) or not sources_spec:
-        raise ValueError(f"dataset 'mixture' needs 'sources': a non-empty list of source mappings, got {sources_spec!r}")
+        raise ValueError(f"dataset 'mixture' needs 'sources': a non-empty list of source mappings, "
+                         f"got {sources_spec!r}")
     unknown = sorted(set(options) - set(_COMMON_OPTIONS + _SPECIFIC_OPTIONS["mixture"]))
     if unknown:
         raise ValueError(f"unknown option(s) {unknown} for dataset 'mixture'")
@@ -224,7 +227,8 @@ def _build_mixture(split: str, options: dict[str, Any]) -> Dataset:
     if len(datasets) == 1:
         # A mixture of one (e.g. the labelled validation split) is that dataset: no length, no repeats.
         return datasets[0]
-    return MixtureDataset(datasets, weights, names=names, length=options.get("length"), seed=int(options.get("seed", 0)))
+    return MixtureDataset(datasets, weights, names=names, length=options.get("length"),
+                          seed=int(options.get("seed", 0)))
 
 
 def dataset_class_info(name: str, options: dict[str, Any] | None = None) -> tuple[list[str], list[list[int]]] | None:
