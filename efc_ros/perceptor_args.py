@@ -30,7 +30,8 @@ def _flag(setting: Any) -> str:
 def add_perceptor_arguments(parser: argparse.ArgumentParser) -> None:
     """Add one flag per ``PerceptorConfig`` setting to ``parser`` (defaults: the config's)."""
     group = parser.add_argument_group("perceptor (the node's parameters of the same names)")
-    group.add_argument("--model", type=Path, default=None, help="model file (default: the shipped real-camera model, efc_camvid_tiny)")
+    group.add_argument("--model", type=Path, default=None,
+                       help="model file (default: the shipped real-camera model, efc_camvid_tiny)")
     group.add_argument("--input-size", default=None, help="model input WIDTHxHEIGHT (default: the model's)")
     for setting in PERCEPTOR_FIELDS:
         if setting.name in _SPECIAL:

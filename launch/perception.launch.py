@@ -47,7 +47,8 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("backend", default_value="onnxruntime", choices=["onnxruntime", "tensorrt", "torch"],
                               description="Inference backend."),
         DeclareLaunchArgument("model_path", default_value="",
-                              description="Model (.onnx, .engine or checkpoint); empty = the shipped real-camera model (efc_camvid_tiny)."),
+                              description="Model (.onnx, .engine or checkpoint); "
+                                          "empty = the shipped real-camera model (efc_camvid_tiny)."),
         DeclareLaunchArgument("use_sim_time", default_value="false", choices=["true", "false"],
                               description="Use /clock (rosbag play --clock)."),
         DeclareLaunchArgument("rviz", default_value="false", choices=["true", "false"],
