@@ -87,7 +87,24 @@ RAW_ENCODINGS: dict[str, RawLayout] = {
 SUPPORTED_ENCODINGS: tuple[str, ...] = tuple(RAW_ENCODINGS)
 _PACKED_422 = frozenset({"yuv422", "uyvy", "yuv422_yuy2", "yuyv"})
 #: Generic OpenCV-style encodings: depth, disparity, label or float images, not camera intensity.
-_GENERIC_ENCODING = re.compile(r"^(8|16|32|64)(U|S|F)C[0-9]+$")
+_GENERIC_ENCODING = re.compile(r"^(8|16|32|64)(U|S|F)C([0-9]+)$")
+
+
+def bytes_per_pixel(encoding: str) -> int | None:
+    """Bytes one pixel of ``encoding`` takes in ``Image.data``, or None for an unknown encoding.
+
+    Camera encodings from ``RAW_ENCODINGS`` (channels * depth; 2 for packed 4:2:2), generic
+    OpenCV-style names (``32FC2`` = 4 bytes * 2 channels) from their name: the decoder refuses
+    those as camera input, but outputs and ground truth are written in them, and the bag integrity
+    check compares every image's ``step`` with ``width * bytes_per_pixel``.
+    """
+    layout = RAW_ENCODINGS.get(encoding)
+    if layout is not None:
+        return layout.channels * layout.depth
+    generic = _GENERIC_ENCODING.match(encoding or "")
+    if generic is None:
+        return None
+    return int(generic.group(1)) // 8 * int(generic.group(3))
 
 
 def check_encoding(encoding: str) -> RawLayout:

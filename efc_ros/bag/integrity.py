@@ -26,6 +26,8 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.rosbag2.errors import ReaderError
 from rosbags.rosbag2.storage_mcap import McapReader, McapWriter, decompress
 
+from efc_core.edge.image_decode import bytes_per_pixel
+
 #: Byte offset of ``uncompressed_crc`` inside an MCAP Chunk record: opcode (1) + record length (8)
 #: + message_start_time (8) + message_end_time (8) + uncompressed_size (8).
 _CHUNK_CRC_OFFSET = 1 + 8 + 24
@@ -136,12 +138,6 @@ def _chunk_problem(storage: McapReader, chunk: Any) -> str | None:
     return None
 
 
-#: Bytes per pixel of the raw encodings whose size fields can be checked against the data.
-_BYTES_PER_PIXEL = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1, "8UC1": 1, "8UC3": 3,
-                    "mono16": 2, "16UC1": 2, "rgb16": 6, "bgr16": 6, "32FC1": 4, "32FC2": 8,
-                    "yuv422": 2, "uyvy": 2, "yuv422_yuy2": 2, "yuyv": 2}
-
-
 def message_problem(msgtype: str, message: Any) -> str | None:
     """Why a deserialised image message is inconsistent (size fields vs data), or None.
 
@@ -151,9 +147,9 @@ def message_problem(msgtype: str, message: Any) -> str | None:
         height, width, step, size = int(message.height), int(message.width), int(message.step), len(message.data)
         if size != height * step:
             return f"data has {size} bytes but height*step = {height}*{step} = {height * step}"
-        bytes_per_pixel = _BYTES_PER_PIXEL.get(message.encoding)
-        if bytes_per_pixel is not None and step < width * bytes_per_pixel:
-            return f"step {step} < width*{bytes_per_pixel} = {width * bytes_per_pixel} for {message.encoding}"
+        pixel_bytes = bytes_per_pixel(message.encoding)  # the decoder's encoding table; None: unknown
+        if pixel_bytes is not None and step < width * pixel_bytes:
+            return f"step {step} < width*{pixel_bytes} = {width * pixel_bytes} for {message.encoding}"
     elif msgtype == "sensor_msgs/msg/CompressedImage" and len(message.data) == 0:
         return "CompressedImage has no data"
     return None
