@@ -88,14 +88,19 @@ def export_tiny(size: tuple[int, int]) -> Path:
 
 
 class BarePerceptor:
-    """``Perceptor.process`` in this process on the same frames: the baseline without ROS."""
+    """``Perceptor.process`` in this process on the same frames: the baseline without ROS.
 
-    def __init__(self, model: Path, threads: int) -> None:
-        from efc_core.perceptor import Perceptor
-        from efc_core.runtime import create_backend
+    Built by ``build_perceptor`` from the ``PerceptorConfig`` the node's parameters give
+    (``model_path``, ``num_threads``, ``max_frame_gap``; the rest at the node's defaults).
+    """
 
-        self.backend = create_backend("onnxruntime", model, intra_op_threads=threads)
-        self.perceptor = Perceptor(self.backend)
+    def __init__(self, model: Path, threads: int, max_frame_gap: float = 0.5) -> None:
+        from efc_core.perceptor_config import PerceptorConfig, build_perceptor
+
+        config = PerceptorConfig(backend="onnxruntime", model_path=str(model), threads=threads,
+                                 max_frame_gap_s=float(max_frame_gap))
+        self.perceptor = build_perceptor(config)
+        self.backend = self.perceptor.backend
 
     def process_ms(self, rgb: np.ndarray, key: int) -> tuple[float, bool]:
         """Latency of one frame in ms, and whether it produced flow (had a predecessor)."""
@@ -111,7 +116,7 @@ class Bench:
                  bare: BarePerceptor | None = None) -> None:
         from sensor_msgs.msg import Image
 
-        self.bare = bare or BarePerceptor(model, threads)
+        self.bare = bare or BarePerceptor(model, threads, max_frame_gap)
         parameters = {"model_path": str(model), "qos_reliability": "reliable" if reliable else "best_effort",
                       "qos_depth": 5, "num_threads": threads, "max_frame_gap": max_frame_gap,
                       "diagnostics_period": 0.5}
