@@ -9,9 +9,14 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
+#: The edge layer (decoders, renderer, stamps, bag opening): every module of the package, so a
+#: new one is checked without being listed.
+EDGE_MODULES = sorted(f"efc_core.edge.{path.stem}" for path in (REPO_ROOT / "efc_core" / "edge").glob("*.py")
+                      if path.stem != "__init__")
 REQUIRED = [
     "efc_core.contract", "efc_core.errors", "efc_core.data.synthetic", "efc_core.data.formats",
     "efc_core.flow_ops", "efc_core.viz", "efc_core.metrics", "efc_core.runtime.engine_plan",
+    "efc_core.perceptor_config", "efc_core.edge", *EDGE_MODULES,
 ]
 # Written by other parts of the project; checked as soon as they exist.
 OPTIONAL = [
@@ -47,4 +52,5 @@ def test_numpy_tier_modules_do_not_load_torch():
     assert completed.returncode == 0, completed.stderr
     result = json.loads(completed.stdout.strip().splitlines()[-1])
     assert set(REQUIRED) <= set(result["imported"])
+    assert {"efc_core.edge.image_decode", "efc_core.edge.render", "efc_core.edge.bag_io"} <= set(EDGE_MODULES)
     assert not result["torch"], f"torch loaded while importing {result['imported']}: {result['torch_importers']}"
