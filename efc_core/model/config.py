@@ -10,13 +10,12 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from efc_core.contract import PAD_MULTIPLE
+from efc_core.contract import PAD_MODES, PAD_MULTIPLE
 
 #: Backbones the encoder understands. ``resnet10`` is torchvision's ``ResNet(BasicBlock,
 #: [1, 1, 1, 1])``: it has no published ImageNet weights and exists for the tiny preset.
 BACKBONES: tuple[str, ...] = ("resnet10", "resnet18", "resnet34", "resnet50", "resnet101")
 CONTEXT_MODULES: tuple[str, ...] = ("aspp", "psp")
-PAD_MODES: tuple[str, ...] = ("replicate", "zeros")
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from efc_core.contract import PAD_MULTIPLE, FlowDirection
+from efc_core.contract import FlowDirection, check_padded_size
 from efc_core.model.efc_net import EFCNet
 from efc_core.model.outputs import EncoderFeatures
 
@@ -27,8 +27,7 @@ def _check_input(name: str, image: torch.Tensor) -> None:
     if image.dim() != 4 or image.shape[1] != 3:
         raise ValueError(f"{name} must be (N, 3, H, W), got shape {tuple(image.shape)}")
     height, width = image.shape[-2:]
-    if height % PAD_MULTIPLE or width % PAD_MULTIPLE:
-        raise ValueError(f"{name} size {height}x{width} is not a multiple of PAD_MULTIPLE={PAD_MULTIPLE}")
+    check_padded_size(int(height), int(width), name=name)
 
 
 class _PairDecoding(nn.Module):
