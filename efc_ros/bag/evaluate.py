@@ -37,6 +37,8 @@ from efc_ros.bag.make_synthetic import GT_FLOW_TOPIC, GT_OCCLUSION_TOPIC, GT_SEG
 from efc_ros.bag.process import OUTPUT_NAMESPACE
 
 SEG_TOPIC = f"{OUTPUT_NAMESPACE}/segmentation"
+#: The node's own class colours (the model's palette): the montage shows these, not a guess.
+SEG_COLOR_TOPIC = f"{OUTPUT_NAMESPACE}/segmentation/color"
 FLOW_TOPIC = f"{OUTPUT_NAMESPACE}/flow"
 OCC_PROB_TOPIC = f"{OUTPUT_NAMESPACE}/occlusion/probability"
 OCC_TOPIC = f"{OUTPUT_NAMESPACE}/occlusion"
@@ -170,7 +172,8 @@ def _update_frame(state: EvaluationState, stamp: int, record: FrameRecord, first
         # One row per pair, drawn on image1's grid: the flow and occlusion stamped with image2
         # belong beside image1's camera frame and segmentation, not image2's.
         state.samples.append({key: value for key, value in {
-            "image": previous.arrays[CAMERA_KEY], "segmentation": previous.arrays.get(SEG_TOPIC), "flow": flow,
+            "image": previous.arrays[CAMERA_KEY], "segmentation": previous.arrays.get(SEG_TOPIC),
+            "segmentation_color": previous.arrays.get(SEG_COLOR_TOPIC), "flow": flow,
             "occlusion": occlusion, "gt_segmentation": previous.arrays.get(GT_SEGMENTATION_TOPIC),
             "gt_flow": arrays.get(GT_FLOW_TOPIC),
         }.items() if value is not None})
@@ -189,8 +192,8 @@ def evaluate_bag(bag: str | Path, *, camera_topic: str | None = None, num_classe
             if camera_topic is not None:
                 raise
             image_topic = None
-        wanted = [t for t in (SEG_TOPIC, FLOW_TOPIC, OCC_PROB_TOPIC, OCC_TOPIC, GT_SEGMENTATION_TOPIC,
-                              GT_FLOW_TOPIC, GT_OCCLUSION_TOPIC) if t in types]
+        wanted = [t for t in (SEG_TOPIC, SEG_COLOR_TOPIC, FLOW_TOPIC, OCC_PROB_TOPIC, OCC_TOPIC,
+                              GT_SEGMENTATION_TOPIC, GT_FLOW_TOPIC, GT_OCCLUSION_TOPIC) if t in types]
         if OCC_PROB_TOPIC in wanted and OCC_TOPIC in wanted:
             wanted.remove(OCC_TOPIC)
         if image_topic is not None:

@@ -20,7 +20,11 @@ def _palette(num_colors: int = 255) -> np.ndarray:
 
 
 def montage_figure(samples: list[dict[str, np.ndarray]], path: Path) -> Path:
-    """Rows of sample frames: image, segmentation, flow, occlusion and ground truth when present."""
+    """Rows of sample frames: image, segmentation, flow, occlusion and ground truth when present.
+
+    The segmentation is drawn from the bag's ``segmentation/color`` (the model's own palette, as
+    rviz2 shows it) when the bag has it; otherwise class ids are coloured with a fixed palette.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -41,7 +45,9 @@ def montage_figure(samples: list[dict[str, np.ndarray]], path: Path) -> Path:
         for column, (key, title, render) in enumerate(columns):
             axis = axes[row][column]
             axis.axis("off")
-            if key in sample:
+            if key == "segmentation" and "segmentation_color" in sample:
+                axis.imshow(sample["segmentation_color"])
+            elif key in sample:
                 image = flow_to_color(sample[key], max_magnitude=scale) if "flow" in key else render(sample[key])
                 axis.imshow(image)
             if row == 0:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from efc_core.viz import colorize_labels
 from efc_ros.bag.evaluate import evaluate_bag
 from efc_ros.bag.io import BagOutput, image_message, open_bag, read_messages, stamp_to_ns
 from efc_ros.bag.make_synthetic import (
@@ -23,6 +24,7 @@ from efc_ros.bag.make_synthetic import (
 from efc_ros.image_conversions import image_msg_to_array
 
 FRAME_ID = "camera"
+MODEL_PALETTE = np.random.default_rng(7).integers(0, 256, (32, 3), dtype=np.uint8)
 STAMP0 = 1_700_000_000_000_000_000
 PERIOD = 100_000_000
 
@@ -50,6 +52,11 @@ def moving_bag(tmp_path_factory) -> Path:
             copy_to = {GT_SEGMENTATION_TOPIC: "/efc/segmentation", GT_FLOW_TOPIC: "/efc/flow"}.get(item.topic)
             if copy_to is not None:
                 bag.write(copy_to, item.message, item.bag_time_ns)
+            if item.topic == GT_SEGMENTATION_TOPIC:
+                # The node's colour topic, in a palette of the "model" that no fixed palette guesses.
+                colours = colorize_labels(image_msg_to_array(item.message), MODEL_PALETTE)
+                stamp = stamp_to_ns(item.message.header.stamp)
+                bag.write("/efc/segmentation/color", image_message(colours, "rgb8", stamp, FRAME_ID), item.bag_time_ns)
     return folder / "outputs"
 
 
@@ -74,6 +81,9 @@ def test_montage_rows_show_the_frame_the_flow_is_drawn_on(moving_bag) -> None:
         image1, image2 = stamps[index], stamps[index + 1]
         np.testing.assert_array_equal(sample["segmentation"], by_topic[GT_SEGMENTATION_TOPIC][image1])
         np.testing.assert_array_equal(sample["gt_segmentation"], by_topic[GT_SEGMENTATION_TOPIC][image1])
+        # The montage draws the bag's own class colours (the model's palette), of image1 too.
+        np.testing.assert_array_equal(sample["segmentation_color"],
+                                      colorize_labels(by_topic[GT_SEGMENTATION_TOPIC][image1], MODEL_PALETTE))
         # The flow stamped image2 (pair image1 -> image2) is the one drawn on image1's grid.
         np.testing.assert_array_equal(sample["flow"], by_topic[GT_FLOW_TOPIC][image2])
         np.testing.assert_array_equal(sample["gt_flow"], by_topic[GT_FLOW_TOPIC][image2])
