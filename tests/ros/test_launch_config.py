@@ -9,11 +9,14 @@ file is checked statically here (``launch_ros`` is not installed) and by running
 from __future__ import annotations
 
 import ast
+import importlib.util
+import sys
+import types
 
 import pytest
 import yaml
 
-from efc_core.perceptor_config import BACKEND_KINDS
+from efc_core.perceptor_config import BACKEND_KINDS, PERCEPTOR_FIELDS
 from efc_ros.node_parameters import PARAMETER_SPECS
 from tests.ros.ros_helpers import spin_in_background, REPO_ROOT, RosClient, require_loopback_environment
 
@@ -120,8 +123,6 @@ def test_launch_arguments_and_remappings_reference_real_parameters_and_topics(ro
     tree = _launch_tree()
     arguments = {call.args[0].value: call for call in _calls(tree, "DeclareLaunchArgument")}
     assert set(arguments) >= LAUNCH_ARGUMENTS
-    backend_choices = next(k.value for k in arguments["backend"].keywords if k.arg == "choices")
-    assert tuple(ast.literal_eval(backend_choices)) == BACKEND_KINDS
     # Every LaunchConfiguration used is declared.
     used = {call.args[0].value for call in _calls(tree, "LaunchConfiguration")}
     assert used <= set(arguments)
@@ -144,6 +145,39 @@ def test_launch_arguments_and_remappings_reference_real_parameters_and_topics(ro
     for folder, filename in (("config", "perception.yaml"), ("rviz", "perception.rviz")):
         assert f'"{folder}", "{filename}"' in LAUNCH.read_text()
         assert (REPO_ROOT / folder / filename).is_file() and f'glob("{folder}/*.' in setup
+
+
+#: What the launch file imports from ``launch`` / ``launch_ros``.
+_LAUNCH_MODULES = ("launch", "launch.actions", "launch.conditions", "launch.substitutions", "launch_ros",
+                   "launch_ros.actions", "launch_ros.parameter_descriptions", "launch_ros.substitutions")
+
+
+def _recording_module(name: str) -> types.ModuleType:
+    """A module whose every name is a class recording its constructor arguments (``args``, ``kwargs``)."""
+    module = types.ModuleType(name)
+
+    def record(self, *args, **kwargs) -> None:
+        self.args, self.kwargs = args, kwargs
+
+    module.__getattr__ = lambda attribute: type(attribute, (), {"__init__": record})
+    return module
+
+
+def test_launch_backend_argument_is_the_node_parameter(monkeypatch):
+    # launch_ros is not installed here: run the launch file against recording stand-ins, so the
+    # arguments it declares (computed from efc_core.perceptor_config, not literals) are checked.
+    for name in _LAUNCH_MODULES:
+        monkeypatch.setitem(sys.modules, name, _recording_module(name))
+    spec = importlib.util.spec_from_file_location("perception_launch_stubbed", LAUNCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    [entities] = module.generate_launch_description().args
+    arguments = {e.args[0]: e.kwargs for e in entities if type(e).__name__ == "DeclareLaunchArgument"}
+    assert set(arguments) >= LAUNCH_ARGUMENTS
+    [backend] = [setting for setting in PERCEPTOR_FIELDS if setting.ros_name == "backend"]
+    assert tuple(arguments["backend"]["choices"]) == BACKEND_KINDS == backend.choices
+    assert arguments["backend"]["default_value"] == backend.default == "onnxruntime"
+    assert arguments["backend"]["description"] == backend.description
 
 
 def test_rviz_displays_show_the_node_topics_best_effort(ros_environment, node_graph):
