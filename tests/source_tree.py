@@ -15,8 +15,9 @@ from typing import Iterator
 REPO_ROOT = Path(__file__).resolve().parents[1]
 #: The importable packages of the project (``setup.py``'s packages plus the training recipes).
 PACKAGES = ("efc_core", "efc_ros", "training")
-#: Folders never scanned: environments, build outputs, caches.
-SKIPPED_PARTS = frozenset({".venv", "build", "install", "log", "outputs", ".git", "__pycache__", ".pytest_cache"})
+#: Folders never scanned: environments, build outputs, caches, training runs (all git-ignored).
+SKIPPED_PARTS = frozenset({".venv", "build", "install", "log", "outputs", "runs", ".git", "__pycache__",
+                           ".pytest_cache"})
 
 
 @dataclass(frozen=True)
