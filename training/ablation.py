@@ -8,7 +8,7 @@ Five variants with the same data, seeds and step budget, each adding one ingredi
 (c) + occlusion loss, (d) + ``O_seg`` in the error mask, (e) + temporal consistency on unlabelled
 frames (full EFC). Reported on the same held-out sequences: mIoU, TC (model's own flow and
 ground-truth flow), EPE, occlusion F1 and training throughput. With ``--demo-model``, the shipped
-model's flow EPE is compared with OpenCV DIS (medium preset, grayscale) on the same held-out pairs.
+model's flow EPE is compared with OpenCV DIS (medium preset, greyscale) on the same held-out pairs.
 Variant (a) never trains the flow branch: its flow numbers are those of an untrained branch.
 """
 
@@ -78,10 +78,10 @@ def run_variant(config: TrainConfig, output_dir: Path) -> dict[str, Any]:
 
 
 def dis_flow(image1: np.ndarray, image2: np.ndarray) -> np.ndarray:
-    """OpenCV DIS (medium preset) flow 1 -> 2 on grayscale: (H, W, 2) float32 pixels."""
-    gray1 = cv2.cvtColor(image1, cv2.COLOR_RGB2GRAY)
-    gray2 = cv2.cvtColor(image2, cv2.COLOR_RGB2GRAY)
-    return cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM).calc(gray1, gray2, None)
+    """OpenCV DIS (medium preset) flow 1 -> 2 on greyscale: (H, W, 2) float32 pixels."""
+    grey1 = cv2.cvtColor(image1, cv2.COLOR_RGB2GRAY)
+    grey2 = cv2.cvtColor(image2, cv2.COLOR_RGB2GRAY)
+    return cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM).calc(grey1, grey2, None)
 
 
 def compare_with_dis(checkpoint: Path, num_sequences: int) -> dict[str, Any]:

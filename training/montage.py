@@ -29,16 +29,16 @@ def pair_panels(perceptor, image1: np.ndarray, image2: np.ndarray, palette: np.n
                 threshold: float = 0.5) -> tuple[list[np.ndarray], float]:
     """The four (H, W, 3) uint8 panels of one pair, and the share of frame 1 marked occluded."""
     perceptor.reset()
-    first = perceptor.process(image1, 1_000_000_000, "montage")
-    second = perceptor.process(image2, 1_066_666_667, "montage")
-    if second.flow is None or second.occlusion is None:
-        raise ValueError(f"the model gave no flow for the pair ({second.pair_reset_reason})")
-    occluded = second.occlusion > threshold
+    result1 = perceptor.process(image1, 1_000_000_000, "montage")
+    result2 = perceptor.process(image2, 1_066_666_667, "montage")
+    if result2.flow is None or result2.occlusion is None:
+        raise ValueError(f"the model gave no flow for the pair ({result2.pair_reset_reason})")
+    occluded = result2.occlusion > threshold
     red = np.zeros_like(image1)
     red[occluded] = (255, 0, 0)
     occlusion_panel = np.where(occluded[..., None], overlay(image1, red, 0.7), (image1 * 0.6).astype(np.uint8))
-    panels = [image1, overlay(image1, colorize_labels(first.segmentation, palette), 0.55),
-              flow_to_color(second.flow), occlusion_panel]
+    panels = [image1, overlay(image1, colorize_labels(result1.segmentation, palette), 0.55),
+              flow_to_color(result2.flow), occlusion_panel]
     return panels, float(occluded.mean())
 
 
@@ -58,14 +58,15 @@ def montage(perceptor, pairs: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[
     return np.concatenate(rows, axis=0), shares
 
 
-def davis_pairs(root: Path, sequences: Sequence[str], index: int, gap: int = 1) -> list[tuple[Path, Path]]:
-    """Frame paths ``(index, index + gap)`` of each DAVIS sequence (``root/<seq>/frames/*.jpg``)."""
+def davis_pairs(root: Path, sequences: Sequence[str], index: int, gap_frames: int = 1) -> list[tuple[Path, Path]]:
+    """Frame paths ``(index, index + gap_frames)`` of each DAVIS sequence (``root/<seq>/frames/*.jpg``)."""
     pairs = []
     for name in sequences:
         frames = sorted(list_images(root / name / "frames"), key=natural_sort_key)
-        if index + gap >= len(frames):
-            raise ValueError(f"DAVIS sequence {name!r} has {len(frames)} frames; index {index} + gap {gap} is past it")
-        pairs.append((frames[index], frames[index + gap]))
+        if index + gap_frames >= len(frames):
+            raise ValueError(f"DAVIS sequence {name!r} has {len(frames)} frames; index {index} + gap {gap_frames} "
+                             "is past it")
+        pairs.append((frames[index], frames[index + gap_frames]))
     return pairs
 
 
@@ -76,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--davis", type=Path, default=None, help="DAVIS root (with --sequences)")
     parser.add_argument("--sequences", nargs="*", default=["car-roundabout", "dog", "motocross-jump", "soapbox"])
     parser.add_argument("--index", type=int, default=10, help="DAVIS: first frame of each pair")
-    parser.add_argument("--gap", type=int, default=1)
+    parser.add_argument("--gap", dest="gap_frames", type=int, default=1, help="frames from image1 to image2")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--output", type=Path, required=True, help="PNG to write")
     args = parser.parse_args(argv)
@@ -89,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ValueError(f"--frames takes two paths per pair, got {len(args.frames)}")
         paths = list(zip(args.frames[::2], args.frames[1::2]))
         if args.davis is not None:
-            paths += davis_pairs(args.davis, args.sequences, args.index, args.gap)
+            paths += davis_pairs(args.davis, args.sequences, args.index, args.gap_frames)
         if not paths:
             raise ValueError("no pairs: give --frames or --davis")
         image, shares = montage(perceptor, [(read_rgb(a), read_rgb(b)) for a, b in paths])

@@ -175,16 +175,16 @@ def _occluded_share(mask_or_probability: np.ndarray) -> float:
 
 
 def evaluate_sequence(name: str, frames: Sequence[Path], flow_fn: FlowFn, occlusion_fn: OcclusionFn | None = None,
-                      every: int = 3, gap: int = 1) -> SequenceResult:
-    """Residuals on pairs ``(frames[i], frames[i + gap])``, ``i = 0, every, ...`` (frame files, any format)."""
-    if every < 1 or gap < 1:
-        raise ValueError(f"every and gap must be >= 1, got every={every}, gap={gap}")
-    starts = list(range(0, len(frames) - gap, every))
+                      every: int = 3, gap_frames: int = 1) -> SequenceResult:
+    """Residuals on pairs ``(frames[i], frames[i + gap_frames])``, ``i = 0, every, ...`` (frame files, any format)."""
+    if every < 1 or gap_frames < 1:
+        raise ValueError(f"every and gap_frames must be >= 1, got every={every}, gap_frames={gap_frames}")
+    starts = list(range(0, len(frames) - gap_frames, every))
     if not starts:
-        raise ValueError(f"sequence {name!r} has {len(frames)} frames: no pair {gap} apart")
+        raise ValueError(f"sequence {name!r} has {len(frames)} frames: no pair {gap_frames} apart")
     residuals, zero, inside, occluded, seconds = [], [], [], [], 0.0
     for start in starts:
-        image1, image2 = read_rgb(frames[start]), read_rgb(frames[start + gap])
+        image1, image2 = read_rgb(frames[start]), read_rgb(frames[start + gap_frames])
         began = time.perf_counter()
         flow = flow_fn(image1, image2)
         seconds += time.perf_counter() - began  # the flow only: a baseline's occlusion check is extra
@@ -280,19 +280,22 @@ def build_method(method: str, size: tuple[int, int] | None, threads: int,
     return estimator.flow_fn, estimator.occlusion_fn
 
 
-def evaluate_real(method: str, data_root: Path, size: tuple[int, int] | None = None, every: int = 3, gap: int = 1,
-                  threads: int = 2, resize_mode: str = "letterbox") -> dict:
-    """The full report of ``method`` over whatever of ``data_root``'s sets is present."""
+def evaluate_real(method: str, data_root: Path, size: tuple[int, int] | None = None, every: int = 3,
+                  gap_frames: int = 1, threads: int = 2, resize_mode: str = "letterbox") -> dict:
+    """The full report of ``method`` over whatever of ``data_root``'s sets is present.
+
+    The report keeps the key ``gap`` for ``gap_frames`` (reports already written use it).
+    """
     cv2.setNumThreads(threads)
     flow_fn, occlusion_fn = build_method(method, size, threads, resize_mode)
-    report: dict = {"method": method, "input_size_hw": list(size) if size else None, "every": every, "gap": gap,
+    report: dict = {"method": method, "input_size_hw": list(size) if size else None, "every": every, "gap": gap_frames,
                     "threads": threads, "missing": []}
     real = data_root / "real"
     for key, folder, subdir in (("davis", real / "davis", "frames"), ("kitti_odometry", real / "kitti_odometry", "")):
         if not folder.is_dir():
             report["missing"].append(str(folder))
             continue
-        results = [evaluate_sequence(name, frames, flow_fn, occlusion_fn, every, gap)
+        results = [evaluate_sequence(name, frames, flow_fn, occlusion_fn, every, gap_frames)
                    for name, frames in sequence_folders(folder, subdir).items()]
         report[key] = {"sequences": [asdict(r) for r in results], "summary": summarise(results)}
     for key, folder, function, argument in (
@@ -343,7 +346,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--size", default=None, help="model input WIDTHxHEIGHT (models only; default: the manifest's)")
     parser.add_argument("--resize-mode", default="letterbox", choices=["letterbox", "stretch"])
     parser.add_argument("--every", type=int, default=3, help="use every k-th pair of each sequence")
-    parser.add_argument("--gap", type=int, default=1, help="frames between the two frames of a pair")
+    parser.add_argument("--gap", dest="gap_frames", type=int, default=1,
+                        help="frames between the two frames of a pair")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--output", type=Path, default=None, help="report JSON")
     args = parser.parse_args(argv)
@@ -351,7 +355,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from efc_ros.cli import parse_size_wh
 
         size = parse_size_wh(args.size) if args.size else None
-        report = evaluate_real(args.method, args.data_root, size, args.every, args.gap, args.threads, args.resize_mode)
+        report = evaluate_real(args.method, args.data_root, size, args.every, args.gap_frames, args.threads,
+                               args.resize_mode)
     except (EfcError, ValueError, FileNotFoundError, RuntimeError) as error:
         print(f"real_eval: error: {error}", file=sys.stderr)
         return 2

@@ -112,19 +112,24 @@ class LossConfig:
 
 @dataclass
 class _Direction:
-    """One direction a -> b with everything its terms need (a = the grid of the flow)."""
+    """One direction with everything its terms need, numbered as the loss functions number it.
+
+    ``prediction`` is the flow image1 -> image2 on image1's grid. For the backward direction the
+    composer swaps the pair: its ``image1`` is the batch's ``image2``, so every term is written
+    once, for the forward case.
+    """
 
     prediction: FlowPrediction
     other: FlowPrediction | None
-    image_a: torch.Tensor
-    image_b: torch.Tensor
-    logits_a: torch.Tensor
-    logits_b: torch.Tensor
-    features_a: torch.Tensor
-    features_b: torch.Tensor
+    image1: torch.Tensor
+    image2: torch.Tensor
+    logits1: torch.Tensor
+    logits2: torch.Tensor
+    features1: torch.Tensor
+    features2: torch.Tensor
     flow_gt: torch.Tensor | None
     flow_valid: torch.Tensor | None = None  # (B, 1, H, W) float, None = all valid
-    occ_gt: torch.Tensor | None = None      # (B, 1, H, W) float {0, 1}, occlusion of frame a
+    occ_gt: torch.Tensor | None = None      # (B, 1, H, W) float {0, 1}, occlusion of this direction's image1
     occ_known: torch.Tensor | None = None   # (B, 1, 1, 1) float, 1 = occ_gt is ground truth
 
 
@@ -182,7 +187,7 @@ class _Grid:
 
 
 def _sample_validity(flow_valid: torch.Tensor | None) -> torch.Tensor | None:
-    """(B, H, W) bool forward validity -> (B, 1, H, W) float: 1 on every pixel of a sample with flow."""
+    """(B, H, W) bool validity of ``flow_gt_fw`` -> (B, 1, H, W) float: 1 on every pixel of a sample with flow."""
     if flow_valid is None:
         return None
     has_flow = flow_valid.flatten(1).any(dim=1).float().view(-1, 1, 1, 1)
@@ -201,7 +206,7 @@ def _direction_terms(
 
     seg_mask = None
     if weights.photometric > 0 and config.use_seg_mask and config.seg_mask_gamma > 0:
-        seg_mask = seg_occlusion(direction.logits_a, direction.logits_b, prediction.flow)
+        seg_mask = seg_occlusion(direction.logits1, direction.logits2, prediction.flow)
         diagnostics["seg_mask_fraction"] = seg_mask.mean()
 
     full_target = None
@@ -234,8 +239,8 @@ def _direction_terms(
             level_seg_mask = grid.down(seg_mask, size, value=0.0) if seg_mask is not None else None
             unreliable = error_mask(target, level_seg_mask, config.seg_mask_gamma)
             value = photometric_loss(
-                grid.down(direction.image_a, size),
-                grid.down(direction.image_b, size),
+                grid.down(direction.image1, size),
+                grid.down(direction.image2, size),
                 flow,
                 (1.0 - unreliable) * content,
                 config.photometric,
@@ -257,21 +262,21 @@ def _direction_terms(
     if weights.smoothness > 0:
         # docs/METHOD.md: on the stride-4 flow, i.e. the finest block in its own pixels.
         finest = prediction.flows[-1] if prediction.flows else prediction.flow
-        image = grid.down(direction.image_a, tuple(finest.shape[-2:]))
+        image = grid.down(direction.image1, tuple(finest.shape[-2:]))
         terms["smoothness"] = smoothness_loss(finest, image, config.smoothness_order, config.smoothness_edge_alpha)
 
     if weights.temporal > 0:
         if config.temporal_on == "probabilities":
-            maps_a = torch.softmax(direction.logits_a.float(), dim=1)
-            maps_b = torch.softmax(direction.logits_b.float(), dim=1)
+            maps1 = torch.softmax(direction.logits1.float(), dim=1)
+            maps2 = torch.softmax(direction.logits2.float(), dim=1)
         else:
-            maps_a, maps_b = direction.features_a, direction.features_b
+            maps1, maps2 = direction.features1, direction.features2
         # Features live on the padded grid: pad the flow with zeros and the occlusion with ones
         # (the padding is never "visible") before they are resized to the feature size.
-        map_size = tuple(maps_a.shape[-2:])
+        map_size = tuple(maps1.shape[-2:])
         terms["temporal"] = temporal_consistency_loss(
-            maps_a,
-            maps_b,
+            maps1,
+            maps2,
             grid.pad(prediction.flow, map_size, value=0.0),
             grid.pad(prediction.occlusion, map_size, value=1.0),
             config.temporal_flow_gradient,
@@ -303,9 +308,9 @@ def compute_losses(
         weights, config: see :class:`LossWeights`, :class:`LossConfig`.
         flow_gt_fw, flow_gt_bw: (B, 2, H, W) ground-truth flow in pixels; used only when
             ``config.supervised_flow`` (then ``flow_gt_fw`` is required).
-        flow_valid: (B, H, W) bool, pixels where ``flow_gt_fw`` is valid (``None`` = all); the
-            backward ground truth is taken as valid on every pixel of a sample with any valid
-            forward pixel (datasets without flow mark all their pixels invalid).
+        flow_valid: (B, H, W) bool, pixels where ``flow_gt_fw`` is valid (``None`` = all);
+            ``flow_gt_bw`` is taken as valid on every pixel of a sample with any valid
+            ``flow_gt_fw`` pixel (datasets without flow mark all their pixels invalid).
         occ_gt_fw, occ_gt_bw: (B, H, W) bool ground-truth occlusion of frame 1 (resp. 2); used only
             when ``config.supervised_occlusion``.
         occ_known: (B,) bool, samples whose ``occ_gt_*`` is ground truth (``None`` = all).

@@ -3,11 +3,11 @@
 Targets (stop-gradient, 1 = occluded: the pixel of frame 1 has no correspondence in frame 2):
 
 - range map (OAFlow, Wang et al. 2018): splat a unit mass from every pixel of frame 2 along
-  ``F21`` onto frame 1's grid with bilinear weights; pixels of frame 1 that receive less than
+  ``flow_bw`` onto frame 1's grid with bilinear weights; pixels of frame 1 that receive less than
   ``τ`` are not seen from frame 2. Works with the flow of an untrained network, so training warms
   up with it.
-- forward-backward check (UnFlow, Meister et al. 2018): ``|F12 + W(F21, F12)|² >
-  α1 (|F12|² + |W(F21, F12)|²) + α2``. Collapses at initialisation (random flows disagree
+- forward-backward check (UnFlow, Meister et al. 2018): ``|flow_fw + W(flow_bw, flow_fw)|² >
+  α1 (|flow_fw|² + |W(flow_bw, flow_fw)|²) + α2``. Collapses at initialisation (random flows disagree
   everywhere), hence a stage-2 option.
 
 Both also mark pixels whose flow leaves the image.
@@ -25,23 +25,23 @@ _PROBABILITY_EPS = 1e-6
 
 
 @torch.no_grad()
-def range_map(flow21: torch.Tensor) -> torch.Tensor:
-    """How much of frame 2 lands on each pixel of frame 1 when splatted along ``flow21``.
+def range_map(flow_bw: torch.Tensor) -> torch.Tensor:
+    """How much of frame 2 lands on each pixel of frame 1 when splatted along ``flow_bw``.
 
     Args:
-        flow21: (B, 2, H, W) flow 2 -> 1 on frame 2's grid, pixels.
+        flow_bw: (B, 2, H, W) flow 2 -> 1 on frame 2's grid, pixels.
 
     Returns:
         (B, 1, H, W) non-negative mass on frame 1's grid (1 for a pixel hit once exactly, 0 for a
         pixel no frame-2 pixel maps to). Mass landing outside the image is dropped.
     """
-    batch, _, height, width = flow21.shape
-    target = pixel_grid(height, width, flow21) + flow21
+    batch, _, height, width = flow_bw.shape
+    target = pixel_grid(height, width, flow_bw) + flow_bw
     x = target[:, 0].reshape(batch, -1)
     y = target[:, 1].reshape(batch, -1)
     x0 = torch.floor(x)
     y0 = torch.floor(y)
-    mass = torch.zeros(batch, height * width, dtype=flow21.dtype, device=flow21.device)
+    mass = torch.zeros(batch, height * width, dtype=flow_bw.dtype, device=flow_bw.device)
     # Bilinear splatting: each source pixel gives (1-fx)(1-fy), fx(1-fy), ... to its 4 neighbours.
     for dx in (0, 1):
         for dy in (0, 1):
@@ -55,11 +55,11 @@ def range_map(flow21: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def range_map_occlusion(flow21: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
+def range_map_occlusion(flow_bw: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
     """Occlusion target of frame 1 from the range map, ``Ô1 = 1[R1 < τ]``.
 
     Args:
-        flow21: (B, 2, H, W) flow 2 -> 1 on frame 2's grid, pixels.
+        flow_bw: (B, 2, H, W) flow 2 -> 1 on frame 2's grid, pixels.
         threshold: ``τ`` > 0, in splatted pixels (0.5: at least half a pixel of frame 2 maps here).
 
     Returns:
@@ -67,18 +67,18 @@ def range_map_occlusion(flow21: torch.Tensor, threshold: float = 0.5) -> torch.T
     """
     if threshold <= 0:
         raise ValueError(f"range map threshold must be > 0, got {threshold}")
-    return (range_map(flow21) < threshold).to(flow21.dtype)
+    return (range_map(flow_bw) < threshold).to(flow_bw.dtype)
 
 
 @torch.no_grad()
 def forward_backward_occlusion(
-    flow12: torch.Tensor, flow21: torch.Tensor, alpha1: float = 0.01, alpha2: float = 0.5
+    flow_fw: torch.Tensor, flow_bw: torch.Tensor, alpha1: float = 0.01, alpha2: float = 0.5
 ) -> torch.Tensor:
     """Occlusion target of frame 1 from the forward-backward consistency check.
 
     Args:
-        flow12: (B, 2, H, W) flow 1 -> 2 on frame 1's grid, pixels.
-        flow21: (B, 2, H, W) flow 2 -> 1 on frame 2's grid, pixels.
+        flow_fw: (B, 2, H, W) flow 1 -> 2 on frame 1's grid, pixels.
+        flow_bw: (B, 2, H, W) flow 2 -> 1 on frame 2's grid, pixels.
         alpha1: relative tolerance (dimensionless), alpha2: absolute tolerance in pixels².
 
     Returns:
@@ -89,17 +89,17 @@ def forward_backward_occlusion(
         raise ValueError(f"fb check tolerances must be >= 0, got alpha1={alpha1}, alpha2={alpha2}")
     # Border padding: a pixel leaving the image is handled by the inside mask, not by comparing
     # against zeros that grid_sample would invent.
-    flow21_warped = backward_warp(flow21, flow12, padding_mode="border")
-    squared_error = (flow12 + flow21_warped).square().sum(dim=1, keepdim=True)
-    bound = alpha1 * (flow12.square().sum(dim=1, keepdim=True) + flow21_warped.square().sum(dim=1, keepdim=True))
+    flow_bw_warped = backward_warp(flow_bw, flow_fw, padding_mode="border")
+    squared_error = (flow_fw + flow_bw_warped).square().sum(dim=1, keepdim=True)
+    bound = alpha1 * (flow_fw.square().sum(dim=1, keepdim=True) + flow_bw_warped.square().sum(dim=1, keepdim=True))
     inconsistent = squared_error > bound + alpha2
-    leaving = inside_mask(flow12) < 0.5
-    return (inconsistent | leaving).to(flow12.dtype)
+    leaving = inside_mask(flow_fw) < 0.5
+    return (inconsistent | leaving).to(flow_fw.dtype)
 
 
 def occlusion_target(
-    flow12: torch.Tensor,
-    flow21: torch.Tensor | None,
+    flow_fw: torch.Tensor,
+    flow_bw: torch.Tensor | None,
     method: str = "range_map",
     range_map_threshold: float = 0.5,
     fb_alpha1: float = 0.01,
@@ -108,8 +108,8 @@ def occlusion_target(
     """Occlusion target ``Ô1`` of frame 1 by the configured method.
 
     Args:
-        flow12: (B, 2, H, W) flow 1 -> 2, pixels of this resolution.
-        flow21: (B, 2, H, W) flow 2 -> 1 at the same resolution, or ``None`` when the other
+        flow_fw: (B, 2, H, W) flow 1 -> 2, pixels of this resolution.
+        flow_bw: (B, 2, H, W) flow 2 -> 1 at the same resolution, or ``None`` when the other
             direction was not computed: then only pixels leaving the image are marked.
         method: ``"range_map"`` or ``"fb_check"``.
 
@@ -118,15 +118,15 @@ def occlusion_target(
     """
     if method not in OCCLUSION_TARGETS:
         raise ValueError(f"occlusion target must be one of {OCCLUSION_TARGETS}, got {method!r}")
-    flow12 = flow12.detach()
-    if flow21 is None:
-        return 1.0 - inside_mask(flow12)
-    flow21 = flow21.detach()
-    if flow21.shape != flow12.shape:
-        raise ValueError(f"flow21 shape {tuple(flow21.shape)} != flow12 shape {tuple(flow12.shape)}")
+    flow_fw = flow_fw.detach()
+    if flow_bw is None:
+        return 1.0 - inside_mask(flow_fw)
+    flow_bw = flow_bw.detach()
+    if flow_bw.shape != flow_fw.shape:
+        raise ValueError(f"flow_bw shape {tuple(flow_bw.shape)} != flow_fw shape {tuple(flow_fw.shape)}")
     if method == "range_map":
-        return range_map_occlusion(flow21, range_map_threshold)
-    return forward_backward_occlusion(flow12, flow21, fb_alpha1, fb_alpha2)
+        return range_map_occlusion(flow_bw, range_map_threshold)
+    return forward_backward_occlusion(flow_fw, flow_bw, fb_alpha1, fb_alpha2)
 
 
 def occlusion_loss(

@@ -1,6 +1,6 @@
 """Photometric (brightness-constancy) losses: census, SSIM, L1, and their masked mean.
 
-docs/METHOD.md §3: ``L_ph = Σ (1 − E1)·ρ(I1, W(I2, F12)) / Σ (1 − E1)``. Every function here returns a
+docs/METHOD.md §3: ``L_ph = Σ (1 − E1)·ρ(I1, W(I2, flow_fw)) / Σ (1 − E1)``. Every function here returns a
 per-pixel error map ``(B, 1, H, W)``; :func:`masked_mean` does the normalisation by the mask sum,
 because a plain mean of ``mask · error`` lets the network lower the loss "for free" by masking.
 
@@ -172,7 +172,7 @@ def masked_mean(error: torch.Tensor, mask: torch.Tensor | None = None, eps: floa
 def photometric_loss(
     image1: torch.Tensor,
     image2: torch.Tensor,
-    flow12: torch.Tensor,
+    flow_fw: torch.Tensor,
     mask: torch.Tensor | None = None,
     kind: str = "census",
     census_size: int = 7,
@@ -182,20 +182,20 @@ def photometric_loss(
 
     Args:
         image1, image2: (B, 3, H, W) in [0, 1], at the resolution of the flow.
-        flow12: (B, 2, H, W) flow 1 -> 2 in pixels of this resolution.
+        flow_fw: (B, 2, H, W) flow 1 -> 2 in pixels of this resolution.
         mask: (B, 1, H, W) weights ``1 − E1`` (detached by the caller), ``None`` = all ones.
             Always excluded: pixels whose census / SSIM window samples outside frame 2 and the
             census border band.
 
     Returns:
-        scalar: masked mean of :func:`photometric_error` of ``image1`` vs ``W(image2, flow12)``.
+        scalar: masked mean of :func:`photometric_error` of ``image1`` vs ``W(image2, flow_fw)``.
     """
-    warped2 = backward_warp(image2, flow12)
+    warped2 = backward_warp(image2, flow_fw)
     error, valid = photometric_error(image1, warped2, kind, census_size, ssim_weight)
     # A census or SSIM window that reaches warped samples from outside frame 2 compares against
     # zeros grid_sample invented: keep only pixels whose whole window was sampled inside (erosion).
     window = max(census_size if "census" in kind else 1, _SSIM_WINDOW if "ssim" in kind else 1)
-    inside = -F.max_pool2d(-inside_mask(flow12), window, stride=1, padding=window // 2)
+    inside = -F.max_pool2d(-inside_mask(flow_fw), window, stride=1, padding=window // 2)
     weight = valid * inside
     if mask is not None:
         weight = weight * mask

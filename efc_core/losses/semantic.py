@@ -50,12 +50,12 @@ def segmentation_loss(logits: list[torch.Tensor], labels: list[torch.Tensor],
 
 
 @torch.no_grad()
-def seg_occlusion(logits1: torch.Tensor, logits2: torch.Tensor, flow12: torch.Tensor) -> torch.Tensor:
-    """``O_seg = 1[argmax P1 ≠ argmax W(softmax P2, F12)]``, stop-gradient.
+def seg_occlusion(logits1: torch.Tensor, logits2: torch.Tensor, flow_fw: torch.Tensor) -> torch.Tensor:
+    """``O_seg = 1[argmax P1 ≠ argmax W(softmax P2, flow_fw)]``, stop-gradient.
 
     Args:
         logits1, logits2: (B, K, H, W) class logits of frames 1 and 2.
-        flow12: (B, 2, H, W) flow 1 -> 2 in pixels of this resolution.
+        flow_fw: (B, 2, H, W) flow 1 -> 2 in pixels of this resolution.
 
     Returns:
         (B, 1, H, W) float {0, 1} on frame 1's grid. Pixels whose flow leaves the image are 0:
@@ -64,9 +64,9 @@ def seg_occlusion(logits1: torch.Tensor, logits2: torch.Tensor, flow12: torch.Te
     if logits1.shape != logits2.shape:
         raise ValueError(f"logits1 shape {tuple(logits1.shape)} != logits2 shape {tuple(logits2.shape)}")
     # Warp probabilities, not labels or logits: bilinear mixing of probabilities is meaningful.
-    warped_prob2 = backward_warp(torch.softmax(logits2.float(), dim=1), flow12.float())
+    warped_prob2 = backward_warp(torch.softmax(logits2.float(), dim=1), flow_fw.float())
     disagree = logits1.argmax(dim=1, keepdim=True) != warped_prob2.argmax(dim=1, keepdim=True)
-    return disagree.to(flow12.dtype) * inside_mask(flow12)
+    return disagree.to(flow_fw.dtype) * inside_mask(flow_fw)
 
 
 def error_mask(occlusion_target: torch.Tensor, seg_mask: torch.Tensor | None, gamma: float = 1.0) -> torch.Tensor:
@@ -91,18 +91,18 @@ def error_mask(occlusion_target: torch.Tensor, seg_mask: torch.Tensor | None, ga
 def temporal_consistency_loss(
     maps1: torch.Tensor,
     maps2: torch.Tensor,
-    flow12: torch.Tensor,
-    occlusion1: torch.Tensor,
+    flow_fw: torch.Tensor,
+    occ_fw: torch.Tensor,
     flow_gradient: bool = False,
     eps: float = 1e-6,
 ) -> torch.Tensor:
-    """``L_tc = Σ (1 − O1)·‖S1 − W(S2, F12)‖₁ / Σ (1 − O1)``.
+    """``L_tc = Σ (1 − O1)·‖S1 − W(S2, flow_fw)‖₁ / Σ (1 − O1)``.
 
     Args:
         maps1, maps2: (B, C, h, w) segmentation probabilities or features of frames 1 and 2.
-        flow12: (B, 2, H, W) flow 1 -> 2 in pixels of its grid; resized (vectors rescaled) to
+        flow_fw: (B, 2, H, W) flow 1 -> 2 in pixels of its grid; resized (vectors rescaled) to
             (h, w) when the sizes differ.
-        occlusion1: (B, 1, H', W') occlusion probability of frame 1, any size (area-resized);
+        occ_fw: (B, 1, H', W') occlusion probability of frame 1, any size (area-resized);
             always detached here.
         flow_gradient: whether the flow receives this loss's gradient (docs/METHOD.md: a flag).
 
@@ -114,12 +114,12 @@ def temporal_consistency_loss(
         raise ValueError(f"maps1 shape {tuple(maps1.shape)} != maps2 shape {tuple(maps2.shape)}")
     size = maps1.shape[-2:]
     if not flow_gradient:
-        flow12 = flow12.detach()
-    if flow12.shape[-2:] != size:
-        flow12 = resize_flow(flow12, tuple(size))
-    visible = 1.0 - occlusion1.detach()
+        flow_fw = flow_fw.detach()
+    if flow_fw.shape[-2:] != size:
+        flow_fw = resize_flow(flow_fw, tuple(size))
+    visible = 1.0 - occ_fw.detach()
     if visible.shape[-2:] != size:
         visible = F.interpolate(visible, size=size, mode="area")
-    visible = visible * inside_mask(flow12.detach())
-    difference = (maps1 - backward_warp(maps2, flow12.to(maps2.dtype))).abs().sum(dim=1, keepdim=True)
+    visible = visible * inside_mask(flow_fw.detach())
+    difference = (maps1 - backward_warp(maps2, flow_fw.to(maps2.dtype))).abs().sum(dim=1, keepdim=True)
     return (visible * difference).sum() / (visible.sum() + eps)

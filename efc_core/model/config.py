@@ -55,6 +55,8 @@ class ModelConfig:
     extra_stage_channels: int = 96
     flow_feature_channels: int = 48
     max_displacement: int = 4
+    #: Standardise features before the cost volume. Spelt the American way because the name is a
+    #: key of every stored checkpoint's ``model_config`` (renaming it would orphan them).
     normalize_correlation: bool = True
     estimator_channels: tuple[int, ...] = (96, 64, 48, 32)
     shared_estimator: bool = False

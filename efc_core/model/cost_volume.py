@@ -16,7 +16,7 @@ def num_displacements(max_displacement: int) -> int:
     return (2 * max_displacement + 1) ** 2
 
 
-def normalize_features(features: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+def normalise_features(features: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     """Per-pixel standardisation over channels: zero mean, unit variance.
 
     With it, the channel mean of a product in :func:`local_correlation` is the Pearson
@@ -34,7 +34,7 @@ def normalize_features(features: torch.Tensor, eps: float = 1e-5) -> torch.Tenso
 
 
 def local_correlation(features1: torch.Tensor, features2: torch.Tensor, max_displacement: int = 4,
-                      normalize: bool = False) -> torch.Tensor:
+                      normalise: bool = False) -> torch.Tensor:
     """Cost volume ``cost[b, k, y, x] = mean_c f1[b, c, y, x] * f2[b, c, y + dy_k, x + dx_k]``.
 
     Displacements are enumerated row-major, ``dy`` outer and ``dx`` inner, both from
@@ -45,7 +45,7 @@ def local_correlation(features1: torch.Tensor, features2: torch.Tensor, max_disp
         features1: (B, C, H, W) features of the reference frame.
         features2: (B, C, H, W) features of the other frame (usually warped towards frame 1).
         max_displacement: d, in pixels of this level; (2 d + 1)^2 output channels.
-        normalize: standardise both inputs over channels first (:func:`normalize_features`).
+        normalise: standardise both inputs over channels first (:func:`normalise_features`).
 
     Returns:
         (B, (2 d + 1)^2, H, W) float tensor.
@@ -54,9 +54,9 @@ def local_correlation(features1: torch.Tensor, features2: torch.Tensor, max_disp
         raise ValueError(f"feature shapes differ: {tuple(features1.shape)} vs {tuple(features2.shape)}")
     if max_displacement < 0:
         raise ValueError(f"max_displacement must be >= 0, got {max_displacement}")
-    if normalize:
-        features1 = normalize_features(features1)
-        features2 = normalize_features(features2)
+    if normalise:
+        features1 = normalise_features(features1)
+        features2 = normalise_features(features2)
     d = max_displacement
     channels = int(features1.shape[1])  # static for a given network: keeps the traced kernel constant
     window = 2 * d + 1

@@ -53,15 +53,17 @@ class EFCNet(nn.Module):
         """Segmentation of encoded images: logits (B, K, H, W) cropped to ``out_size`` (None: padded size)."""
         return self.segmentation_head(features, out_size)
 
-    def estimate_flow(self, features_a: EncoderFeatures, features_b: EncoderFeatures,
+    def estimate_flow(self, features1: EncoderFeatures, features2: EncoderFeatures,
                       out_size: tuple[int, int] | None = None) -> FlowPrediction:
-        """Flow a -> b on a's grid and the occlusion of a's pixels.
+        """Flow image1 -> image2 on image1's grid and the occlusion of image1's pixels.
+
+        Pass the pair swapped for the backward direction (``flow_bw`` / ``occ_bw``).
 
         Args:
-            features_a, features_b: encoder pyramids of two equally sized batches.
+            features1, features2: encoder pyramids of two equally sized batches (image1, image2).
             out_size: (H, W) crop of the full-resolution flow / occlusion; None keeps the padded size.
         """
-        decoded = self.flow_decoder.decode(self.flow_decoder.pyramid(features_a), self.flow_decoder.pyramid(features_b))
+        decoded = self.flow_decoder.decode(self.flow_decoder.pyramid(features1), self.flow_decoder.pyramid(features2))
         return _flow_prediction(decoded, out_size)
 
     def forward(self, image1: torch.Tensor, image2: torch.Tensor, with_flow: bool = True,
@@ -71,7 +73,7 @@ class EFCNet(nn.Module):
         Args:
             image1, image2: (B, 3, H, W) normalised RGB, any H, W.
             with_flow: False skips the flow branch (``forward`` / ``backward`` are None).
-            both_directions: also compute 2 -> 1; both directions run as one batch of 2B.
+            both_directions: also compute ``flow_bw`` (2 -> 1); both directions run as one batch of 2B.
         """
         if image1.dim() != 4 or image1.shape[1] != 3 or image1.shape != image2.shape:
             raise ValueError(f"expected two (B, 3, H, W) images of equal shape, got "
@@ -96,7 +98,7 @@ class EFCNet(nn.Module):
         if not both_directions:
             output.forward = _flow_prediction(self.flow_decoder.decode(pyramid1, pyramid2), out_size)
             return output
-        swapped = [torch.cat((b, a), dim=0) for a, b in zip(pyramid1, pyramid2)]
+        swapped = [torch.cat((level2, level1), dim=0) for level1, level2 in zip(pyramid1, pyramid2)]
         both = _flow_prediction(self.flow_decoder.decode(pyramid, swapped), out_size)
         output.forward, output.backward = _split_prediction(both, batch)
         return output

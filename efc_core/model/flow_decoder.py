@@ -1,9 +1,9 @@
 """PWC-Net style flow decoder with an occlusion head in every block (docs/METHOD.md §2).
 
 Coarse to fine over ``config.flow_strides`` (e.g. 64, 32, 16, 8, 4): at each level the previous
-flow is upsampled x2 (values x2), frame-b features are warped towards frame a with
+flow is upsampled x2 (values x2), image2's features are warped towards image1 with
 ``backward_warp``, a local cost volume is computed, and estimator convs on
-``[cost, frame-a features, upsampled flow, upsampled estimator features]`` predict a flow residual.
+``[cost, image1 features, upsampled flow, upsampled estimator features]`` predict a flow residual.
 [paper] "in each block of the flow branch, two conv layers and a sigmoid" estimate occlusion from
 the estimator's features. A dilated context network refines the stride-4 flow.
 
@@ -93,13 +93,13 @@ class FlowDecoderOutput(NamedTuple):
 
 
 class FlowDecoder(nn.Module):
-    """Flow + occlusion of frame a w.r.t. frame b from their encoder pyramids."""
+    """Flow image1 -> image2 and occlusion of image1 from their encoder pyramids (swap for the backward direction)."""
 
     def __init__(self, config: ModelConfig, encoder_channels: tuple[int, int, int]) -> None:
         super().__init__()
         self.strides = tuple(config.flow_strides)
         self.max_displacement = config.max_displacement
-        self.normalize_correlation = config.normalize_correlation
+        self.normalise_correlation = config.normalize_correlation
         c4, c8, c16 = encoder_channels
         source_channels = {4: c4, 8: c8, 16: c16, 32: config.extra_stage_channels, 64: config.extra_stage_channels}
         # Cheap stride-2 stages above layer3 widen the search range for large motion.
@@ -133,28 +133,28 @@ class FlowDecoder(nn.Module):
             by_stride[32 * 2**index] = x
         return [project(by_stride[s]) for project, s in zip(self.projections, self.strides)]
 
-    def decode(self, pyramid_a: list[torch.Tensor], pyramid_b: list[torch.Tensor]) -> FlowDecoderOutput:
-        """Flow a -> b on a's grid and occlusion of a, every level (see :class:`FlowDecoderOutput`)."""
-        if len(pyramid_a) != len(self.strides) or len(pyramid_b) != len(self.strides):
-            raise ValueError(f"expected {len(self.strides)} pyramid levels, got {len(pyramid_a)} and {len(pyramid_b)}")
+    def decode(self, pyramid1: list[torch.Tensor], pyramid2: list[torch.Tensor]) -> FlowDecoderOutput:
+        """Flow image1 -> image2 on image1's grid and occlusion of image1, every level (:class:`FlowDecoderOutput`)."""
+        if len(pyramid1) != len(self.strides) or len(pyramid2) != len(self.strides):
+            raise ValueError(f"expected {len(self.strides)} pyramid levels, got {len(pyramid1)} and {len(pyramid2)}")
         flows: list[torch.Tensor] = []
         occlusion_logits: list[torch.Tensor] = []
         flow = estimator_features = None
-        for level, (feat_a, feat_b) in enumerate(zip(pyramid_a, pyramid_b)):
+        for level, (feat1, feat2) in enumerate(zip(pyramid1, pyramid2)):
             if flow is None or estimator_features is None:
                 # Coarsest level: no prior flow; zeros_like keeps the graph shape-generic.
-                up_flow = torch.zeros_like(feat_a[:, :2])
-                up_features = torch.zeros_like(feat_a[:, :1]).expand(-1, self.feature_channels, -1, -1)
-                warped_b = feat_b
+                up_flow = torch.zeros_like(feat1[:, :2])
+                up_features = torch.zeros_like(feat1[:, :1]).expand(-1, self.feature_channels, -1, -1)
+                warped2 = feat2
             else:
                 up_flow = _upsample2(flow) * 2.0  # pixels double with the resolution
                 up_features = _upsample2(estimator_features)
-                warped_b = backward_warp(feat_b, up_flow)
+                warped2 = backward_warp(feat2, up_flow)
             cost = F.leaky_relu(
-                local_correlation(feat_a, warped_b, self.max_displacement, self.normalize_correlation), _SLOPE
+                local_correlation(feat1, warped2, self.max_displacement, self.normalise_correlation), _SLOPE
             )
             estimator = self.estimators[0 if len(self.estimators) == 1 else level]
-            estimator_features, residual = estimator(torch.cat((cost, feat_a, up_flow, up_features), dim=1))
+            estimator_features, residual = estimator(torch.cat((cost, feat1, up_flow, up_features), dim=1))
             flow = up_flow + residual
             occlusion_logits.append(self.occlusion_heads[level](estimator_features))
             if level == len(self.strides) - 1:

@@ -25,11 +25,13 @@ class EncoderFeatures:
 
 @dataclass
 class FlowPrediction:
-    """Flow and occlusion of one direction (frame a -> frame b, on frame a's grid).
+    """Flow and occlusion of one direction, numbered from its source: flow image1 -> image2 on
+    image1's grid (``flow_fw`` / ``occ_fw``); the backward prediction is the same with the pair
+    swapped (``flow_bw`` / ``occ_bw``).
 
     flows: per flow block, coarsest first, each (B, 2, h_l, w_l) in pixels **of that level**.
     occlusions: per flow block, same levels, each (B, 1, h_l, w_l) probability that a pixel of
-        frame a has no correspondence in frame b.
+        the source image has no correspondence in the other.
     flow: (B, 2, H, W) final flow at (unpadded) input resolution, in input pixels.
     occlusion: (B, 1, H, W) final occlusion probability at input resolution.
     """
@@ -47,8 +49,8 @@ class EFCOutput:
     seg_logits1, seg_logits2: (B, K, H, W) class logits at input resolution.
     seg_features1, seg_features2: (B, C, H/8, W/8) segmentation decoder features before the
         classifier (for the temporal consistency loss on features).
-    forward: flow 1 -> 2 on frame 1's grid, with occlusion of frame 1; ``None`` when not computed.
-    backward: flow 2 -> 1 on frame 2's grid, with occlusion of frame 2; ``None`` when not computed.
+    forward: ``flow_fw`` (image1 -> image2 on image1's grid) with ``occ_fw``; ``None`` when not computed.
+    backward: ``flow_bw`` (image2 -> image1 on image2's grid) with ``occ_bw``; ``None`` when not computed.
     """
 
     seg_logits1: torch.Tensor

@@ -166,10 +166,10 @@ def test_both_directions_are_summed() -> None:
     image1, image2, label1, label2 = make_batch()
     both = compute_losses(output, image1, image2, label1, label2, LossWeights(), LossConfig())
     one_way = LossConfig(both_directions=False)
-    forward = compute_losses(output, image1, image2, label1, label2, LossWeights(), one_way)
-    backward = compute_losses(swapped(output), image2, image1, label2, label1, LossWeights(), one_way)
+    losses_fw = compute_losses(output, image1, image2, label1, label2, LossWeights(), one_way)
+    losses_bw = compute_losses(swapped(output), image2, image1, label2, label1, LossWeights(), one_way)
     for name in ("photometric", "smoothness", "occlusion", "temporal"):
-        assert both[name].item() == pytest.approx(forward[name].item() + backward[name].item(), rel=1e-5), name
+        assert both[name].item() == pytest.approx(losses_fw[name].item() + losses_bw[name].item(), rel=1e-5), name
 
 
 def test_invalid_configuration_is_rejected_by_value() -> None:

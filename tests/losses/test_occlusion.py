@@ -27,30 +27,30 @@ def constant_flow(dx: float, dy: float) -> torch.Tensor:
 
 
 def square_flows() -> tuple[torch.Tensor, torch.Tensor]:
-    """Exact flows of the moving square: F12 on frame 1's grid, F21 on frame 2's grid."""
-    flow12 = torch.zeros(1, 2, HEIGHT, WIDTH)
-    flow12[:, 0, TOP : TOP + SIZE, LEFT : LEFT + SIZE] = SHIFT
-    flow21 = torch.zeros(1, 2, HEIGHT, WIDTH)
-    flow21[:, 0, TOP : TOP + SIZE, LEFT + SHIFT : LEFT + SIZE + SHIFT] = -SHIFT
-    return flow12, flow21
+    """Exact flows of the moving square: flow_fw on frame 1's grid, flow_bw on frame 2's grid."""
+    flow_fw = torch.zeros(1, 2, HEIGHT, WIDTH)
+    flow_fw[:, 0, TOP : TOP + SIZE, LEFT : LEFT + SIZE] = SHIFT
+    flow_bw = torch.zeros(1, 2, HEIGHT, WIDTH)
+    flow_bw[:, 0, TOP : TOP + SIZE, LEFT + SHIFT : LEFT + SIZE + SHIFT] = -SHIFT
+    return flow_fw, flow_bw
 
 
 def test_range_map_equals_the_analytic_occlusion_of_a_moving_square() -> None:
-    flow12, flow21 = square_flows()
+    flow_fw, flow_bw = square_flows()
     # Frame 1: the background strip just right of the square is covered in frame 2.
     expected1 = torch.zeros(1, 1, HEIGHT, WIDTH)
     expected1[..., TOP : TOP + SIZE, LEFT + SIZE : LEFT + SIZE + SHIFT] = 1.0
     # Frame 2: the background strip the square uncovered (its old left part) was hidden in frame 1.
     expected2 = torch.zeros(1, 1, HEIGHT, WIDTH)
     expected2[..., TOP : TOP + SIZE, LEFT : LEFT + SHIFT] = 1.0
-    assert torch.equal(range_map_occlusion(flow21), expected1)
-    assert torch.equal(range_map_occlusion(flow12), expected2)
-    assert torch.equal(occlusion_target(flow12, flow21, "range_map"), expected1)
+    assert torch.equal(range_map_occlusion(flow_bw), expected1)
+    assert torch.equal(range_map_occlusion(flow_fw), expected2)
+    assert torch.equal(occlusion_target(flow_fw, flow_bw, "range_map"), expected1)
 
 
 def test_range_map_counts_the_pixels_landing_twice() -> None:
-    _, flow21 = square_flows()
-    mass = range_map(flow21)
+    _, flow_bw = square_flows()
+    mass = range_map(flow_bw)
     # Frame 1's old square columns receive the square and the uncovered background of frame 2.
     assert torch.all(mass[..., TOP : TOP + SIZE, LEFT : LEFT + SHIFT] == 2.0)
     assert mass.sum().item() == HEIGHT * WIDTH  # nothing leaves the image: mass is conserved
@@ -58,47 +58,47 @@ def test_range_map_counts_the_pixels_landing_twice() -> None:
 
 def test_range_map_conserves_mass_for_subpixel_flows_inside_the_image() -> None:
     generator = torch.Generator().manual_seed(0)
-    flow21 = (torch.rand(1, 2, HEIGHT, WIDTH, generator=generator) - 0.5) * 3.0
-    flow21[..., :2, :] = 0.0  # keep the border rows / columns from leaving the image
-    flow21[..., -2:, :] = 0.0
-    flow21[..., :, :2] = 0.0
-    flow21[..., :, -2:] = 0.0
-    assert range_map(flow21).sum().item() == pytest.approx(HEIGHT * WIDTH, rel=1e-5)
+    flow_bw = (torch.rand(1, 2, HEIGHT, WIDTH, generator=generator) - 0.5) * 3.0
+    flow_bw[..., :2, :] = 0.0  # keep the border rows / columns from leaving the image
+    flow_bw[..., -2:, :] = 0.0
+    flow_bw[..., :, :2] = 0.0
+    flow_bw[..., :, -2:] = 0.0
+    assert range_map(flow_bw).sum().item() == pytest.approx(HEIGHT * WIDTH, rel=1e-5)
 
 
 def test_range_map_marks_pixels_leaving_the_image() -> None:
-    flow12 = constant_flow(3.0, 0.0)
-    occluded = range_map_occlusion(-flow12)
+    flow_fw = constant_flow(3.0, 0.0)
+    occluded = range_map_occlusion(-flow_fw)
     expected = torch.zeros(1, 1, HEIGHT, WIDTH)
     expected[..., WIDTH - 3 :] = 1.0
     assert torch.equal(occluded, expected)
 
 
 def test_fb_check_with_perfect_flows_marks_only_pixels_leaving_the_image() -> None:
-    flow12 = constant_flow(3.0, -2.0)
-    occluded = forward_backward_occlusion(flow12, -flow12)
-    assert torch.equal(occluded, 1.0 - inside_mask(flow12))
+    flow_fw = constant_flow(3.0, -2.0)
+    occluded = forward_backward_occlusion(flow_fw, -flow_fw)
+    assert torch.equal(occluded, 1.0 - inside_mask(flow_fw))
     assert occluded[..., 2:, : WIDTH - 3].sum().item() == 0.0  # every pixel landing inside is visible
 
 
 def test_fb_check_tolerates_small_and_flags_large_inconsistency() -> None:
-    flow12 = constant_flow(3.0, -2.0)
-    # |F12 + W(F21)|² = 0.3² + 0.3² = 0.18 < 0.01 (13 + 13.4) + 0.5: consistent.
-    assert forward_backward_occlusion(flow12, -flow12 + 0.3)[..., 2:, : WIDTH - 3].sum().item() == 0.0
-    # A backward flow of 0 disagrees by |F12|² = 13 > 0.01 · 13 + 0.5 everywhere.
-    assert torch.all(forward_backward_occlusion(flow12, torch.zeros_like(flow12)) == 1.0)
+    flow_fw = constant_flow(3.0, -2.0)
+    # |flow_fw + W(flow_bw)|² = 0.3² + 0.3² = 0.18 < 0.01 (13 + 13.4) + 0.5: consistent.
+    assert forward_backward_occlusion(flow_fw, -flow_fw + 0.3)[..., 2:, : WIDTH - 3].sum().item() == 0.0
+    # A flow_bw of 0 disagrees by |flow_fw|² = 13 > 0.01 · 13 + 0.5 everywhere.
+    assert torch.all(forward_backward_occlusion(flow_fw, torch.zeros_like(flow_fw)) == 1.0)
 
 
 def test_fb_check_finds_the_square_occlusion() -> None:
-    flow12, flow21 = square_flows()
+    flow_fw, flow_bw = square_flows()
     expected1 = torch.zeros(1, 1, HEIGHT, WIDTH)
     expected1[..., TOP : TOP + SIZE, LEFT + SIZE : LEFT + SIZE + SHIFT] = 1.0
-    assert torch.equal(occlusion_target(flow12, flow21, "fb_check"), expected1)
+    assert torch.equal(occlusion_target(flow_fw, flow_bw, "fb_check"), expected1)
 
 
 def test_target_without_the_other_direction_is_the_outside_mask() -> None:
-    flow12 = constant_flow(-2.0, 1.0)
-    assert torch.equal(occlusion_target(flow12, None), 1.0 - inside_mask(flow12))
+    flow_fw = constant_flow(-2.0, 1.0)
+    assert torch.equal(occlusion_target(flow_fw, None), 1.0 - inside_mask(flow_fw))
 
 
 def test_occlusion_loss_value_and_saturation() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from efc_core.model.cost_volume import local_correlation, normalize_features, num_displacements
+from efc_core.model.cost_volume import local_correlation, normalise_features, num_displacements
 
 torch.set_num_threads(1)
 
@@ -23,15 +23,15 @@ def brute_force_correlation(f1: torch.Tensor, f2: torch.Tensor, d: int) -> torch
     return out
 
 
-@pytest.mark.parametrize("normalize", [False, True])
-def test_matches_brute_force_on_all_81_displacements(normalize: bool) -> None:
+@pytest.mark.parametrize("normalise", [False, True])
+def test_matches_brute_force_on_all_81_displacements(normalise: bool) -> None:
     generator = torch.Generator().manual_seed(0)
     f1 = torch.randn(2, 5, 7, 9, generator=generator, dtype=torch.float64)
     f2 = torch.randn(2, 5, 7, 9, generator=generator, dtype=torch.float64)
-    cost = local_correlation(f1, f2, max_displacement=4, normalize=normalize)
+    cost = local_correlation(f1, f2, max_displacement=4, normalise=normalise)
     assert cost.shape == (2, 81, 7, 9) and num_displacements(4) == 81
-    if normalize:
-        f1, f2 = normalize_features(f1), normalize_features(f2)
+    if normalise:
+        f1, f2 = normalise_features(f1), normalise_features(f2)
     expected = brute_force_correlation(f1, f2, 4)
     torch.testing.assert_close(cost, expected, rtol=0, atol=1e-12)
 
@@ -42,16 +42,16 @@ def test_known_shift_peaks_at_its_displacement_with_correlation_one() -> None:
     generator = torch.Generator().manual_seed(1)
     f1 = torch.randn(1, 16, 20, 24, generator=generator)
     f2 = torch.roll(f1, shifts=(-3, 2), dims=(2, 3))
-    cost = local_correlation(f1, f2, max_displacement=4, normalize=True)
+    cost = local_correlation(f1, f2, max_displacement=4, normalise=True)
     interior = cost[:, :, 4:-4, 4:-4]
     expected_channel = (-3 + 4) * 9 + (2 + 4)
     assert torch.all(interior.argmax(dim=1) == expected_channel)
     torch.testing.assert_close(interior[:, expected_channel], torch.ones_like(interior[:, 0]), atol=1e-4, rtol=0)
 
 
-def test_normalize_features_is_zero_mean_unit_variance_over_channels() -> None:
+def test_normalise_features_is_zero_mean_unit_variance_over_channels() -> None:
     x = torch.randn(2, 8, 3, 4) * 7 + 3
-    y = normalize_features(x)
+    y = normalise_features(x)
     torch.testing.assert_close(y.mean(dim=1), torch.zeros(2, 3, 4), atol=1e-5, rtol=0)
     torch.testing.assert_close(y.var(dim=1, unbiased=False), torch.ones(2, 3, 4), atol=1e-3, rtol=0)
 

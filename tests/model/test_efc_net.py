@@ -102,10 +102,10 @@ def test_batched_directions_equal_separate_passes(tiny_model) -> None:
     with torch.inference_mode():
         out = tiny_model(image1, image2)
         feats1, feats2 = tiny_model.encode(image1), tiny_model.encode(image2)
-        forward = tiny_model.estimate_flow(feats1, feats2, (64, 128))
-        backward = tiny_model.estimate_flow(feats2, feats1, (64, 128))
+        prediction_fw = tiny_model.estimate_flow(feats1, feats2, (64, 128))
+        prediction_bw = tiny_model.estimate_flow(feats2, feats1, (64, 128))
         seg2 = tiny_model.segment(feats2, (64, 128))
-    for batched, separate in ((out.forward, forward), (out.backward, backward)):
+    for batched, separate in ((out.forward, prediction_fw), (out.backward, prediction_bw)):
         torch.testing.assert_close(batched.flow, separate.flow, atol=1e-4, rtol=1e-4)
         torch.testing.assert_close(batched.occlusion, separate.occlusion, atol=1e-5, rtol=1e-4)
         for a, b in zip(batched.flows, separate.flows):
@@ -133,12 +133,12 @@ def test_padding_then_cropping_equals_running_on_a_padded_image(tiny_model) -> N
 
 @pytest.mark.parametrize("direction", [FlowDirection.FORWARD, FlowDirection.BACKWARD])
 def test_wrappers_match_forward_and_each_other(tiny_model, direction: FlowDirection) -> None:
-    prev, cur = _images(1, 64, 128, seed=7)
+    image1, image2 = _images(1, 64, 128, seed=7)
     with torch.inference_mode():
-        out = tiny_model(prev, cur)
-        single = InferenceWrapper(tiny_model, direction)(prev, cur)
+        out = tiny_model(image1, image2)
+        single = InferenceWrapper(tiny_model, direction)(image1, image2)
         encoder = EncoderWrapper(tiny_model)
-        streamed = PairDecoderWrapper(tiny_model, direction)(*encoder(prev), *encoder(cur))
+        streamed = PairDecoderWrapper(tiny_model, direction)(*encoder(image1), *encoder(image2))
     expected = out.forward if direction is FlowDirection.FORWARD else out.backward
     torch.testing.assert_close(single[0], out.seg_logits2, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(single[1], expected.flow, atol=1e-4, rtol=1e-4)
@@ -148,9 +148,9 @@ def test_wrappers_match_forward_and_each_other(tiny_model, direction: FlowDirect
 
 
 def test_wrapper_rejects_unpadded_input(tiny_model) -> None:
-    prev, cur = _images(1, 70, 128)
+    image1, image2 = _images(1, 70, 128)
     with pytest.raises(ValueError, match="70x128"):
-        InferenceWrapper(tiny_model)(prev, cur)
+        InferenceWrapper(tiny_model)(image1, image2)
     with pytest.raises(ValueError, match="sideways"):
         InferenceWrapper(tiny_model, "sideways")
 
@@ -171,14 +171,14 @@ def test_build_model_rejects_unknown_preset_and_override() -> None:
 def test_onnx_export_of_all_wrappers_runs_in_onnxruntime(tiny_model) -> None:
     onnx = pytest.importorskip("onnx")
     ort = pytest.importorskip("onnxruntime")
-    prev, cur = _images(1, 64, 128, seed=9)
+    image1, image2 = _images(1, 64, 128, seed=9)
     encoder = EncoderWrapper(tiny_model).eval()
     with torch.no_grad():  # inference-mode tensors cannot be traced by the exporter
-        prev_feats, cur_feats = encoder(prev), encoder(cur)
+        features1, features2 = encoder(image1), encoder(image2)
     cases = {
-        "single": (InferenceWrapper(tiny_model, "forward"), (prev, cur)),
-        "encoder": (encoder, (prev,)),
-        "decoder": (PairDecoderWrapper(tiny_model, "backward"), (*prev_feats, *cur_feats)),
+        "single": (InferenceWrapper(tiny_model, "forward"), (image1, image2)),
+        "encoder": (encoder, (image1,)),
+        "decoder": (PairDecoderWrapper(tiny_model, "backward"), (*features1, *features2)),
     }
     for name, (wrapper, inputs) in cases.items():
         buffer = io.BytesIO()

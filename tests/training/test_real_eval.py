@@ -65,10 +65,10 @@ def test_sequence_pairs_every_and_gap(tmp_path) -> None:
         path = tmp_path / f"{k:05d}.png"
         write_rgb(path, np.ascontiguousarray(big[20 - 2 * k:68 - 2 * k, 30 - 3 * k:94 - 3 * k]))
         frames.append(path)
-    result = evaluate_sequence("shift", frames, lambda a, b: _true_flow(a), every=2, gap=1)
+    result = evaluate_sequence("shift", frames, lambda a, b: _true_flow(a), every=2, gap_frames=1)
     assert result.pairs == 3  # (0, 1), (2, 3), (4, 5)
     assert result.residual < 1e-3 and result.reduction > 0.99 and result.zero_residual > 10
-    doubled = evaluate_sequence("shift", frames, lambda a, b: 2 * _true_flow(a), every=3, gap=2)
+    doubled = evaluate_sequence("shift", frames, lambda a, b: 2 * _true_flow(a), every=3, gap_frames=2)
     assert doubled.pairs == 2 and doubled.residual < 1e-3  # (0, 2), (3, 5): gap 2 is twice the shift
     mask = lambda a, b: np.eye(*a.shape[:2], dtype=bool)  # noqa: E731
     assert evaluate_sequence("shift", frames, zero_flow_fn, mask).occluded_fraction == pytest.approx(48 / (48 * 64))
