@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import logging
 import math
 import os
 from dataclasses import dataclass
@@ -17,6 +18,8 @@ from torch.utils.data.distributed import DistributedSampler
 from efc_core.contract import IMAGENET_MEAN, IMAGENET_STD
 from efc_core.losses.composer import LossConfig, LossWeights
 from training.config import OptimizerSection, ScheduleSection, TrainConfig
+
+LOG = logging.getLogger(__name__)
 
 
 @dataclass
@@ -169,8 +172,8 @@ def initialise_from_checkpoint(model: torch.nn.Module, path: str) -> tuple[list[
     loaded = {k: v for k, v in checkpoint["model_state"].items() if k in own and own[k].shape == v.shape}
     skipped = sorted(set(own) - set(loaded))
     model.load_state_dict(loaded, strict=False)
-    print(f"initialised {len(loaded)} of {len(own)} tensors from {path}"
-          + (f"; kept fresh: {', '.join(skipped[:6])}{' ...' if len(skipped) > 6 else ''}" if skipped else ""))
+    LOG.info("initialised %d of %d tensors from %s%s", len(loaded), len(own), path,
+             f"; kept fresh: {', '.join(skipped[:6])}{' ...' if len(skipped) > 6 else ''}" if skipped else "")
     names, palette = checkpoint.get("class_names"), checkpoint.get("palette")
     return (list(names), [list(c) for c in palette]) if names and palette else None
 

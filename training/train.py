@@ -9,6 +9,7 @@ gloo on CPU); rank 0 alone logs and writes checkpoints.
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 import sys
 import time
@@ -33,6 +34,9 @@ from training.loop import (
     normalise_images,
     stage_loss_settings,
 )
+
+
+LOG = logging.getLogger(__name__)
 
 
 class Trainer:
@@ -214,7 +218,12 @@ class Trainer:
             progress.update(1)
             if self.step % max(self.config.logging.log_every, 1) == 0:
                 progress.set_postfix({k: f"{v:.3f}" for k, v in losses.items() if k == "total" or k.startswith("seg")})
-        if self.writer is not None and self.step % max(self.config.logging.log_every, 1) == 0:
+        due = self.step % max(self.config.logging.log_every, 1) == 0
+        if progress is None and due and self.context.is_main:
+            # Without a progress bar (background runs) the log file is the only sign of progress.
+            LOG.info("step %d/%d lr %.2e %s", self.step, self.config.schedule.total_steps,
+                     self.scheduler.get_last_lr()[0], " ".join(f"{k} {v:.4f}" for k, v in losses.items()))
+        if self.writer is not None and due:
             for name, value in losses.items():
                 self.writer.add_scalar(f"loss/{name}", value, self.step)
             self.writer.add_scalar("lr", self.scheduler.get_last_lr()[0], self.step)
@@ -272,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, e.g. --set optimizer.lr=5e-4 (repeatable)")
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     config = load_config(args.config, args.overrides)
     output = args.output or str(Path("runs") / config.name)
     summary = run_training(config, output, args.resume)
