@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from efc_ros.bag.io import TYPESTORE, BagOutput
 from efc_ros.bag.make_synthetic import SyntheticBagOptions, make_synthetic_bag
-
-
-def run_efc(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "efc_ros.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=300)
+from tests.bag.efc_cli import run_efc
 
 
 def assert_one_line_failure(result: subprocess.CompletedProcess, *fragments: str) -> None:

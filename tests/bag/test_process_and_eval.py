@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,13 +17,9 @@ from efc_ros.bag.make_synthetic import (
 )
 from efc_ros.bag.process import process_bag
 from efc_ros.image_conversions import image_msg_to_array, image_msg_to_rgb
+from tests.bag.efc_cli import run_efc
 
 SIZE = {"width": 96, "height": 64}
-
-
-def run_efc(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "efc_ros.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=300)
 
 
 @pytest.fixture(scope="module")

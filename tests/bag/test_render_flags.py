@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,16 +15,12 @@ from efc_ros.bag.io import open_bag, read_messages, stamp_to_ns
 from efc_ros.bag.make_synthetic import SyntheticBagOptions, make_synthetic_bag
 from efc_ros.image_conversions import image_msg_to_array
 from efc_ros.node_parameters import SPECS_BY_NAME
+from tests.bag.efc_cli import run_efc
 
 #: Far below the default 0.5: the demo model's occlusion probabilities on the synthetic bag lie
 #: mostly below 1e-3 with a tail up to about 0.5, so this threshold marks pixels 0.5 would not.
 THRESHOLD = 0.001
 FLOW_COLOR_MAX = 2.0
-
-
-def run_efc(*args: object) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "efc_ros.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=300)
 
 
 @pytest.fixture(scope="module")
