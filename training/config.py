@@ -124,6 +124,11 @@ class ScheduleSection:
     supervised_end_step: int | None = None
     #: Stop (and write ``final.pt``) after this much training wall time, for shared machines.
     max_wall_minutes: float | None = None
+    #: After every step of the full objective, this many segmentation-only steps (flow, occlusion
+    #: and temporal terms off, so the flow branch is skipped). A segmentation step costs about a
+    #: sixth of a joint one on a CPU, so labels get many more passes for the same wall time while
+    #: the joint steps keep the flow decoder aligned with the shared encoder. 0 = every step joint.
+    seg_only_steps_per_joint_step: int = 0
 
 
 @dataclass

@@ -138,26 +138,82 @@ def format_table(metrics: dict[str, Any]) -> str:
 
 def build_eval_dataset(checkpoint: dict[str, Any], name: str, root: str | None, split: str,
                        num_sequences: int | None) -> Dataset:
-    """Held-out pairs; synthetic data mirrors the generator settings the model was trained with."""
-    if name == "synthetic":
-        from efc_core.data.video_dataset import SyntheticVideoDataset
+    """Held-out pairs; synthetic data is generated exactly as for the model's training run.
 
-        train_config = checkpoint.get("train_config") or {}
-        synth = (train_config.get("data") or {}).get("synthetic") or {}
-        model_classes = (checkpoint.get("model_config") or {}).get("num_classes", 6)
-        return SyntheticVideoDataset(
-            split=split, num_sequences=num_sequences or synth.get("val_sequences") or 4,
-            seed=int(train_config.get("seed", 0)), height=synth.get("height", 64), width=synth.get("width", 128),
-            num_frames=synth.get("num_frames", 8), label_every=synth.get("label_every", 1),
-            num_classes=model_classes, noise_std=synth.get("noise_std", 0.0),
-            brightness_change=synth.get("brightness_change", 0.0),
-            # Same scene statistics as training (older configs lack these keys: generator defaults).
-            **{key: synth[key] for key in ("min_objects", "max_objects", "max_translation", "background_motion")
-               if key in synth},
-        )
+    The synthetic held-out set is the training run's own validation split (``build_datasets`` of
+    the checkpoint's ``train_config``: textures, motions and photometric changes included) with
+    ``num_sequences`` sequences.
+    """
+    if name == "synthetic":
+        from training.config import TrainConfig, from_dict
+        from training.loop import build_datasets
+
+        config = from_dict(TrainConfig, checkpoint.get("train_config") or {})
+        if config.data.dataset != "synthetic":
+            raise ValueError(f"the checkpoint was trained on {config.data.dataset!r}, not on synthetic data: "
+                             "its synthetic generator settings are unknown")
+        model_classes = (checkpoint.get("model_config") or {}).get("num_classes", config.model.num_classes)
+        config.model.num_classes = model_classes
+        config.data.synthetic.val_sequences = num_sequences or config.data.synthetic.val_sequences or 4
+        if split != "val":
+            raise ValueError(f"synthetic evaluation uses the held-out 'val' split, got {split!r}")
+        return build_datasets(config)[1]
     from efc_core.data.datasets import build_dataset
 
     return build_dataset(name, root, split)
+
+
+def baseline_metrics(dataset: Dataset | Iterable, methods: Iterable[str], *, occlusion_threshold: float = 0.5,
+                     ) -> dict[str, dict[str, Any]]:
+    """Classical flow on the same held-out pairs as :func:`evaluate_model`: EPE, Fl-all, occlusion F1.
+
+    Args:
+        dataset: sample dicts with ``image1``/``image2`` (3, H, W) in [0, 1] and ground truth
+            ``flow_fw`` (2, H, W) px, ``flow_valid``, ``occ_fw``.
+        methods: names of ``training.real_eval.BASELINE_METHODS`` (``zero``, ``dis-ultrafast``,
+            ``dis-fast``, ``dis-medium``); DIS's occlusion is its forward-backward check.
+
+    Returns:
+        ``{method: {"epe", "epe_noc", "epe_occ", "fl_all", "occlusion_f1", "ms_per_pair", "pairs"}}``,
+        ``ms_per_pair`` = CPU wall time of the forward flow alone (not the check).
+    """
+    import time
+
+    from efc_core.flow_ops import forward_backward_occlusion
+    from training.real_eval import BASELINE_METHODS, dis_flow_fn, zero_flow_fn
+
+    results = {}
+    for method in methods:
+        if method not in BASELINE_METHODS:
+            raise ValueError(f"unknown baseline {method!r}; expected one of {', '.join(BASELINE_METHODS)}")
+        flow_fn = zero_flow_fn if method == "zero" else dis_flow_fn(method.removeprefix("dis-"))
+        flow_metrics, occlusion = FlowMetrics(), OcclusionMetrics(threshold=occlusion_threshold)
+        seconds, pairs = 0.0, 0
+        for sample in dataset:
+            if not bool(sample["has_flow"]):
+                continue
+            image1, image2 = (_to_uint8_rgb(sample[key]) for key in ("image1", "image2"))
+            started = time.perf_counter()
+            flow = flow_fn(image1, image2)
+            seconds += time.perf_counter() - started
+            pairs += 1
+            gt_occ = sample["occ_fw"].numpy() if bool(sample["has_occlusion"]) else None
+            flow_metrics.update(flow, sample["flow_fw"].permute(1, 2, 0).numpy(), valid=sample["flow_valid"].numpy(),
+                                occluded=gt_occ)
+            if gt_occ is not None and method != "zero":
+                predicted = forward_backward_occlusion(flow, flow_fn(image2, image1)).astype(np.float32)
+                occlusion.update(predicted, gt_occ, valid=sample["flow_valid"].numpy())
+        flow = flow_metrics.compute()
+        result = {k: flow[k] for k in ("epe", "epe_noc", "epe_occ", "fl_all")}
+        result.update(occlusion_f1=occlusion.compute()["f1"] if method != "zero" else None,
+                      ms_per_pair=1e3 * seconds / max(pairs, 1), pairs=pairs)
+        results[method] = _plain(result)
+    return results
+
+
+def _to_uint8_rgb(image: torch.Tensor) -> np.ndarray:
+    """(3, H, W) float in [0, 1] -> (H, W, 3) uint8 RGB, as a camera would deliver it."""
+    return (image.permute(1, 2, 0).numpy() * 255.0 + 0.5).clip(0, 255).astype(np.uint8)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -171,6 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--num-threads", type=int, default=0)
     parser.add_argument("--output", default=None, help="metrics JSON path")
+    parser.add_argument("--baselines", nargs="*", default=[], metavar="METHOD",
+                        help="also score zero / dis-ultrafast / dis-fast / dis-medium on the same pairs")
     parser.add_argument("--ship", default=None, metavar="PATH",
                         help="also write a shippable copy of the checkpoint: these metrics, no optimiser state")
     args = parser.parse_args(argv)
@@ -187,7 +245,11 @@ def main(argv: list[str] | None = None) -> int:
     metrics = {"checkpoint": str(args.checkpoint), "dataset": args.dataset, "split": args.split,
                "tc_flow_sources": {"tc_own_flow": "model forward flow", "tc_gt_flow": "ground truth"},
                **metrics}
+    if args.baselines:
+        metrics["baselines"] = baseline_metrics(dataset, args.baselines)
     print(format_table(metrics))
+    for method, values in (metrics.get("baselines") or {}).items():
+        print(f"{method:<16}" + " ".join(f"{k} {v:.4f}" for k, v in values.items() if isinstance(v, float)))
     if args.output:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         Path(args.output).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")

@@ -224,7 +224,8 @@ def stage_loss_settings(config: TrainConfig, step: int) -> tuple[LossWeights, Lo
     Stage 1 (``step < schedule.stage2_start_step``): ``L_tc`` and ``O_seg`` off, range-map
     occlusion target. Stage 2: the configured ``loss`` values; the FB check from its own step.
     Flow / occlusion supervision follow ``loss.supervised_flow`` / ``loss.supervised_occlusion``
-    until ``schedule.supervised_end_step``.
+    until ``schedule.supervised_end_step``. With ``schedule.seg_only_steps_per_joint_step = N``,
+    only every ``(N + 1)``-th step (0, N + 1, ...) is joint; the others keep only ``seg``.
     """
     schedule = config.schedule
     weights, loss_config = config.loss.weights, config.loss.config
@@ -239,6 +240,10 @@ def stage_loss_settings(config: TrainConfig, step: int) -> tuple[LossWeights, Lo
     if step < schedule.stage2_start_step:
         weights = dataclasses.replace(weights, temporal=0.0)
         loss_config = dataclasses.replace(loss_config, use_seg_mask=False)
+    if step % (schedule.seg_only_steps_per_joint_step + 1) != 0:
+        weights = dataclasses.replace(weights, photometric=0.0, smoothness=0.0, occlusion=0.0, temporal=0.0,
+                                      supervised_flow=0.0)
+        loss_config = dataclasses.replace(loss_config, supervised_flow=False, supervised_occlusion=False)
     return weights, loss_config
 
 

@@ -88,6 +88,23 @@ def test_two_stage_schedule_switches_tc_oseg_and_fb_check() -> None:
     assert loss_config.occlusion_target == "fb_check"
 
 
+def test_interleaved_segmentation_steps_switch_off_every_flow_term() -> None:
+    config = load_config(None, [
+        "schedule.seg_only_steps_per_joint_step=2", "schedule.stage2_start_step=0",
+        "loss.supervised_flow=true", "loss.supervised_occlusion=true", "loss.weights.seg=3.0",
+    ])
+    joint_steps = []
+    for step in range(7):
+        weights, loss_config = stage_loss_settings(config, step)
+        assert weights.seg == pytest.approx(3.0)
+        flow_weights = (weights.photometric, weights.smoothness, weights.occlusion, weights.temporal,
+                        weights.supervised_flow)
+        if any(w > 0 for w in flow_weights) or loss_config.supervised_flow or loss_config.supervised_occlusion:
+            joint_steps.append(step)
+            assert all(w > 0 for w in flow_weights) and loss_config.supervised_flow
+    assert joint_steps == [0, 3, 6]
+
+
 def test_learning_rate_warmup_then_poly_and_cosine() -> None:
     config = load_config(None, ["schedule.total_steps=110", "schedule.warmup_steps=10",
                                 "schedule.warmup_start_factor=0.1", "schedule.poly_power=2.0"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -12,7 +13,7 @@ from torch import nn
 
 from efc_core.contract import IGNORE_LABEL
 from efc_core.model.outputs import EFCOutput, FlowPrediction
-from training.evaluate import evaluate_model
+from training.evaluate import baseline_metrics, evaluate_model
 
 torch.set_num_threads(1)
 HEIGHT, WIDTH, SHIFT = 16, 24, 4.0
@@ -94,6 +95,33 @@ def test_zero_flow_model_scores_the_zero_flow_baseline() -> None:
     assert metrics["tc_own_flow"] < 0.8
 
 
+def textured_shift_pair(shift: int = 3, height: int = 64, width: int = 96) -> dict[str, torch.Tensor]:
+    """A smooth random texture and its copy rolled ``shift`` px right (wrapped columns: occluded)."""
+    rng = np.random.default_rng(0)
+    texture = cv2.GaussianBlur(rng.uniform(0, 1, (height, width + shift, 3)).astype(np.float32), (0, 0), 1.5)
+    texture = (texture - texture.min()) / (texture.max() - texture.min())
+    image1 = texture[:, shift:]
+    image2 = texture[:, :width]  # image2(x + shift) = image1(x)
+    flow = np.zeros((2, height, width), np.float32)
+    flow[0] = shift
+    occ = np.zeros((height, width), bool)
+    occ[:, width - shift:] = True
+    chw = lambda a: torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))  # noqa: E731
+    return {"image1": chw(image1), "image2": chw(image2), "flow_fw": torch.from_numpy(flow),
+            "flow_valid": torch.ones(height, width, dtype=torch.bool), "occ_fw": torch.from_numpy(occ),
+            "has_flow": torch.tensor(True), "has_occlusion": torch.tensor(True)}
+
+
+def test_baselines_score_the_same_pairs() -> None:
+    pair = textured_shift_pair()
+    results = baseline_metrics([pair], ["zero", "dis-medium"])
+    assert results["zero"]["epe"] == pytest.approx(3.0) and results["zero"]["occlusion_f1"] is None
+    assert results["dis-medium"]["epe"] < 0.3 * results["zero"]["epe"], results
+    assert results["dis-medium"]["pairs"] == 1 and results["dis-medium"]["ms_per_pair"] > 0
+    with pytest.raises(ValueError, match="'raft'"):
+        baseline_metrics([pair], ["raft"])
+
+
 @pytest.mark.slow
 def test_cli_writes_the_metrics_of_a_checkpoint(tmp_path: Path) -> None:
     from efc_core.data.synthetic import SYNTHETIC_CLASS_NAMES, SYNTHETIC_PALETTE
@@ -106,7 +134,8 @@ def test_cli_writes_the_metrics_of_a_checkpoint(tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = build_model("tiny", 4)
     config = load_config(None, ["model.num_classes=4", "data.synthetic.height=64", "data.synthetic.width=64",
-                                "data.synthetic.num_frames=3", "seed=2"])
+                                "data.synthetic.num_frames=3", "seed=2", "data.synthetic.texture_source=photo",
+                                "data.synthetic.object_tint=0.8", "data.synthetic.max_rotation_deg=2.0"])
     checkpoint = save_checkpoint(tmp_path / "model.pt", model, train_config=to_dict(config), step=0, metrics={},
                                  class_names=SYNTHETIC_CLASS_NAMES[:4], palette=SYNTHETIC_PALETTE[:4])
     output = tmp_path / "metrics.json"
@@ -115,8 +144,10 @@ def test_cli_writes_the_metrics_of_a_checkpoint(tmp_path: Path) -> None:
                  "--num-threads", "1", "--ship", str(shipped)]) == 0
     written = json.loads(output.read_text())
     # The CLI evaluates the generator settings the checkpoint was trained with.
+    # Photo textures, tint and rotation included: the held-out set is the training run's own.
     dataset = SyntheticVideoDataset(split="val", num_sequences=1, seed=2, height=64, width=64, num_frames=3,
-                                    label_every=5, num_classes=4)
+                                    label_every=5, num_classes=4, texture_source="photo", object_tint=0.8,
+                                    max_rotation_deg=2.0)
     expected = evaluate_model(model.eval(), dataset, class_names=list(SYNTHETIC_CLASS_NAMES[:4]))
     assert written["pairs"] == 2
     for key in ("miou", "epe", "epe_noc", "fl_all", "zero_flow_epe", "occlusion_f1", "tc_own_flow", "tc_gt_flow"):
