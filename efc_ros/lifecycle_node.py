@@ -32,6 +32,7 @@ from efc_core.errors import EfcError
 from efc_ros.node_parameters import UNCONFIGURED_PARAMETERS, declare_perception_parameters
 from efc_ros.perception_node import NODE_NAME, BackendProvider, PerceptionCallbacks
 from efc_ros.dds_profile import use_large_image_profile
+from efc_ros.node_startup import create_or_exit_code
 
 
 class PerceptionLifecycleNode(PerceptionCallbacks, LifecycleNode):
@@ -113,11 +114,9 @@ def main(args: list[str] | None = None) -> int:
     use_large_image_profile()  # before the first DDS participant (README: large images over DDS)
     rclpy.init(args=argv)
     try:
-        try:
-            node = PerceptionLifecycleNode()
-        except (EfcError, ValueError) as error:
-            rclpy.logging.get_logger(NODE_NAME).fatal(f"cannot start: {' '.join(str(error).split())}")
-            return 1
+        node, exit_code = create_or_exit_code(PerceptionLifecycleNode, NODE_NAME)
+        if node is None:
+            return exit_code
         try:
             if autostart:
                 if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:

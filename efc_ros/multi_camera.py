@@ -20,10 +20,10 @@ from typing import Any
 import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
-from efc_core.errors import EfcError
 from efc_ros.node_parameters import PerceptionParameters
 from efc_ros.perception_node import NODE_NAME, PerceptionNode, load_backend
 from efc_ros.dds_profile import use_large_image_profile
+from efc_ros.node_startup import create_or_exit_code
 
 
 class SharedBackend:
@@ -111,12 +111,15 @@ def main(args: list[str] | None = None) -> int:
     nodes: list[PerceptionNode] = []
     executor = SingleThreadedExecutor()
     try:
-        try:
+        def create_nodes() -> list[PerceptionNode]:
             for camera in options.cameras:
+                # Appended one by one: the ones built before a failure are destroyed below.
                 nodes.append(PerceptionNode(namespace=_namespace(camera), backend_provider=provider))
-        except (EfcError, ValueError) as error:
-            rclpy.logging.get_logger(NODE_NAME).fatal(f"cannot start: {' '.join(str(error).split())}")
-            return 1
+            return nodes
+
+        created, exit_code = create_or_exit_code(create_nodes, NODE_NAME)
+        if created is None:
+            return exit_code
         for node in nodes:
             executor.add_node(node)
         rclpy.logging.get_logger(NODE_NAME).info(

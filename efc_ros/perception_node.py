@@ -46,10 +46,11 @@ from efc_core.edge import render
 from efc_core.edge.image_decode import decode_image
 from efc_core.edge.input_limits import error_kind
 from efc_core.edge.stamps import stamp_to_ns
-from efc_core.errors import BackendError, EfcError, InputError, ModelError
+from efc_core.errors import BackendError, InputError, ModelError
 from efc_core.perceptor import Perceptor, PerceptionResult
 from efc_core.perceptor_config import build_backend, build_perceptor
 from efc_ros.diagnostics import NodeStatistics, diagnostic_array
+from efc_ros.node_startup import create_or_exit_code
 from efc_ros.image_conversions import rendered_to_msg
 from efc_ros.inference_worker import LatestFrameWorker
 from efc_ros.node_parameters import (
@@ -398,11 +399,9 @@ def main(args: list[str] | None = None) -> int:
     use_large_image_profile()  # before the first DDS participant (README: large images over DDS)
     rclpy.init(args=args)
     try:
-        try:
-            node = PerceptionNode()
-        except (EfcError, ValueError) as error:  # ParameterError is a ValueError
-            rclpy.logging.get_logger(NODE_NAME).fatal(f"cannot start: {' '.join(str(error).split())}")
-            return 1
+        node, exit_code = create_or_exit_code(PerceptionNode, NODE_NAME)
+        if node is None:
+            return exit_code
         try:
             rclpy.spin(node)
         except (KeyboardInterrupt, ExternalShutdownException):
