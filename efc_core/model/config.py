@@ -61,6 +61,11 @@ class ModelConfig:
     estimator_channels: tuple[int, ...] = (96, 64, 48, 32)
     shared_estimator: bool = False
     occlusion_hidden_channels: int = 16
+    #: The occlusion heads read the estimator features detached: the occlusion loss trains the
+    #: heads only, so its noisy self-supervised target (range map, forward-backward check) and
+    #: its class balancing cannot pull the flow estimator away from matching. Inference is
+    #: unchanged (exports are identical).
+    occlusion_head_detached: bool = False
     context_channels: tuple[int, ...] = (64, 64, 48, 32)
     context_dilations: tuple[int, ...] = (1, 2, 4, 8)
     # --- input handling ---

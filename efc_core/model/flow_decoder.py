@@ -119,6 +119,7 @@ class FlowDecoder(nn.Module):
         self.estimators = nn.ModuleList(
             FlowEstimator(in_channels, config.estimator_channels) for _ in range(num_estimators)
         )
+        self.occlusion_head_detached = config.occlusion_head_detached
         self.occlusion_heads = nn.ModuleList(
             OcclusionHead(self.feature_channels, config.occlusion_hidden_channels) for _ in self.strides
         )
@@ -156,7 +157,8 @@ class FlowDecoder(nn.Module):
             estimator = self.estimators[0 if len(self.estimators) == 1 else level]
             estimator_features, residual = estimator(torch.cat((cost, feat1, up_flow, up_features), dim=1))
             flow = up_flow + residual
-            occlusion_logits.append(self.occlusion_heads[level](estimator_features))
+            head_input = estimator_features.detach() if self.occlusion_head_detached else estimator_features
+            occlusion_logits.append(self.occlusion_heads[level](head_input))
             if level == len(self.strides) - 1:
                 flow = flow + self.context(torch.cat((estimator_features, flow), dim=1))
             flows.append(flow)

@@ -88,6 +88,26 @@ def test_gradients_reach_encoder_both_decoders_and_every_occlusion_head() -> Non
     assert missing == []
 
 
+@pytest.mark.parametrize("detached", [False, True])
+def test_a_detached_occlusion_head_trains_only_itself_and_infers_the_same(detached: bool) -> None:
+    torch.manual_seed(0)
+    model = build_model("tiny", NUM_CLASSES, occlusion_head_detached=detached).train()
+    image1, image2 = _images(2, 64, 128)
+    out = model(image1, image2, both_directions=False)
+    sum(o.mean() for o in out.forward.occlusions).backward()  # an occlusion loss alone
+    heads = [p.grad for head in model.flow_decoder.occlusion_heads for p in head.parameters()]
+    assert all(g is not None and float(g.abs().sum()) > 0 for g in heads)
+    rest = [p.grad for name, p in model.named_parameters() if "occlusion_heads" not in name]
+    reached = any(g is not None and float(g.abs().sum()) > 0 for g in rest)
+    assert reached is not detached  # estimators and encoder: untouched only when detached
+    # Same weights, same outputs: the switch changes training only.
+    twin = build_model("tiny", NUM_CLASSES, occlusion_head_detached=not detached).eval()
+    twin.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        a, b = model.eval()(image1, image2), twin(image1, image2)
+    assert torch.equal(a.forward.occlusion, b.forward.occlusion) and torch.equal(a.forward.flow, b.forward.flow)
+
+
 def test_deterministic_in_eval_mode(tiny_model) -> None:
     image1, image2 = _images(1, 64, 128)
     with torch.inference_mode():
