@@ -21,6 +21,9 @@ from torch.utils.data import DataLoader, Dataset
 from efc_core.metrics import FlowMetrics, OcclusionMetrics, SegmentationMetrics, TemporalConsistency
 from training.loop import normalise_images
 
+#: How a shipped checkpoint (``training.ship``) names folders under the data root it was trained from.
+SHIPPED_DATA_PREFIX = "<data root>/"
+
 
 def _batches(dataset_or_loader: Dataset | DataLoader | Iterable, batch_size: int) -> Iterable[dict]:
     # A dataset (or a plain list of sample dicts) is batched here; anything else already yields batches.
@@ -137,18 +140,22 @@ def format_table(metrics: dict[str, Any]) -> str:
 
 
 def build_eval_dataset(checkpoint: dict[str, Any], name: str, root: str | None, split: str,
-                       num_sequences: int | None) -> Dataset:
+                       num_sequences: int | None, data_root: str = "../shared/data") -> Dataset:
     """Held-out pairs; synthetic data is generated exactly as for the model's training run.
 
     The synthetic held-out set is the training run's own validation split (``build_datasets`` of
     the checkpoint's ``train_config``: textures, motions and photometric changes included) with
-    ``num_sequences`` sequences.
+    ``num_sequences`` sequences. Texture folders a shipped checkpoint names as ``<data root>/...``
+    (``training.ship``) are looked up under ``data_root``.
     """
     if name == "synthetic":
         from training.config import TrainConfig, from_dict
         from training.loop import build_datasets
 
         config = from_dict(TrainConfig, checkpoint.get("train_config") or {})
+        config.data.synthetic.texture_dirs = [
+            str(Path(data_root) / folder.removeprefix(SHIPPED_DATA_PREFIX)) if folder.startswith(SHIPPED_DATA_PREFIX)
+            else folder for folder in config.data.synthetic.texture_dirs]
         if config.data.dataset != "synthetic":
             raise ValueError(f"the checkpoint was trained on {config.data.dataset!r}, not on synthetic data: "
                              "its synthetic generator settings are unknown")
@@ -222,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dataset", default="synthetic")
     parser.add_argument("--root", default=None)
     parser.add_argument("--split", default="val")
+    parser.add_argument("--data-root", default="../shared/data",
+                        help="where a shipped checkpoint's '<data root>/...' folders are (synthetic textures)")
     parser.add_argument("--num-sequences", type=int, default=None, help="synthetic: held-out sequences")
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -238,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
 
     model, _ = load_model(args.checkpoint)
     state = load_checkpoint(args.checkpoint)
-    dataset = build_eval_dataset(state, args.dataset, args.root, args.split, args.num_sequences)
+    dataset = build_eval_dataset(state, args.dataset, args.root, args.split, args.num_sequences, args.data_root)
     metrics = evaluate_model(model.to(args.device), dataset, device=args.device,
                              class_names=list(state.get("class_names") or []) or None,
                              batch_size=args.batch_size)

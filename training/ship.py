@@ -16,7 +16,7 @@ from typing import Any
 
 from efc_core.model.checkpoint import load_checkpoint
 from training.config import load_config
-from training.evaluate import ship_checkpoint
+from training.evaluate import SHIPPED_DATA_PREFIX, ship_checkpoint
 
 #: Where recipes read data in the development workplace; never written into a shipped file.
 WORKPLACE_DATA_PREFIX = "../shared/data/"
@@ -29,7 +29,7 @@ def without_workplace_paths(value: Any) -> Any:
     if isinstance(value, list):
         return [without_workplace_paths(v) for v in value]
     if isinstance(value, str) and value.startswith(WORKPLACE_DATA_PREFIX):
-        return "<data root>/" + value.removeprefix(WORKPLACE_DATA_PREFIX)
+        return SHIPPED_DATA_PREFIX + value.removeprefix(WORKPLACE_DATA_PREFIX)
     return value
 
 

@@ -159,3 +159,17 @@ def test_cli_writes_the_metrics_of_a_checkpoint(tmp_path: Path) -> None:
     reloaded, state = load_model(shipped)
     assert state["optimizer_state"] is None and state["metrics"]["miou"] == written["miou"]
     assert all(torch.equal(a, b) for a, b in zip(reloaded.state_dict().values(), model.state_dict().values()))
+
+
+def test_a_shipped_checkpoints_texture_folders_are_found_under_the_data_root(tmp_path: Path) -> None:
+    from training.config import load_config, to_dict
+    from training.evaluate import build_eval_dataset
+    from training.ship import without_workplace_paths
+
+    config = load_config(None, ["data.synthetic.texture_source=photo", "data.synthetic.height=32",
+                                "data.synthetic.width=32", "data.synthetic.num_frames=2"])
+    config.data.synthetic.texture_dirs = ["../shared/data/real/textures"]
+    shipped = {"train_config": without_workplace_paths(to_dict(config)), "model_config": {"num_classes": 6}}
+    assert shipped["train_config"]["data"]["synthetic"]["texture_dirs"] == ["<data root>/real/textures"]
+    dataset = build_eval_dataset(shipped, "synthetic", None, "val", 1, data_root=str(tmp_path))
+    assert dataset.config.texture_dirs == (str(tmp_path / "real" / "textures"),)
