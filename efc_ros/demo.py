@@ -18,7 +18,18 @@ from efc_ros.model_paths import DEMO_MODEL_NAME, default_model_path
 from efc_ros.perceptor_args import add_perceptor_arguments, perceptor_config_from_args
 
 
-def run_demo(output_dir: Path, *, frames: int, size: tuple[int, int], config: PerceptorConfig) -> dict:
+#: The scene statistics the demo model was trained on (training/configs/synthetic_demo.yaml, at its
+#: 256x128 input; tests/test_demo.py keeps the two equal): the demo camera shows the model the
+#: world it learned, at the scale it learned it.
+DEMO_SCENE: dict[str, float | int] = {
+    "min_objects": 3, "max_objects": 8, "max_translation": 5.0, "max_rotation_deg": 3.0, "max_scale_change": 0.03,
+    "background_motion": 4.0, "background_rotation_deg": 1.0, "background_scale_change": 0.02, "noise_std": 2.0,
+    "brightness_change": 0.08, "contrast_change": 0.1, "blur_sigma_max": 1.0, "object_tint": 0.6,
+}
+
+
+def run_demo(output_dir: Path, *, frames: int, size: tuple[int, int], config: PerceptorConfig,
+             texture_source: str = "photo") -> dict:
     """Run the chain into ``output_dir`` with the Perceptor of ``config``; returns the evaluation report."""
     from efc_ros.bag.evaluate import evaluate_bag, markdown_report, write_report
     from efc_ros.bag.make_synthetic import SyntheticBagOptions, make_synthetic_bag
@@ -28,9 +39,11 @@ def run_demo(output_dir: Path, *, frames: int, size: tuple[int, int], config: Pe
     camera_bag, outputs_bag, report_dir = output_dir / "camera_bag", output_dir / "outputs_bag", output_dir / "report"
     width, height = size
     started = time.perf_counter()
-    make_synthetic_bag(camera_bag, SyntheticBagOptions(width=width, height=height, num_frames=frames, seed=2024),
+    make_synthetic_bag(camera_bag, SyntheticBagOptions(width=width, height=height, num_frames=frames, seed=2024,
+                                                       texture_source=texture_source, scene=DEMO_SCENE),
                        overwrite=True)
-    print(f"[1/3] synthetic camera bag with ground truth: {camera_bag} ({frames} frames, {width}x{height})")
+    print(f"[1/3] synthetic camera bag with ground truth: {camera_bag} ({frames} frames, {width}x{height}, "
+          f"{texture_source} textures)")
     perceptor = build_perceptor(config)
     stats = process_bag(camera_bag, outputs_bag, perceptor, overwrite=True)
     summary = stats.as_dict()
@@ -53,7 +66,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", type=Path, default=Path("outputs/demo"))
     parser.add_argument("--frames", type=int, default=40)
-    parser.add_argument("--size", default="320x240", help="WIDTHxHEIGHT of the synthetic camera")
+    # The demo model's input size: it runs at the size it was trained at.
+    parser.add_argument("--size", default="256x128", help="WIDTHxHEIGHT of the synthetic camera")
+    parser.add_argument("--texture", choices=["photo", "procedural"], default="photo",
+                        help="scene textures: photographs (scikit-image's, as the demo model was trained on) "
+                             "or procedural noise")
     add_perceptor_arguments(parser)
     args = parser.parse_args(argv)
 
@@ -62,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         # The synthetic camera's ground truth uses the synthetic classes: the demo model, not the
         # real-camera default.
         args.model = args.model or default_model_path(name=DEMO_MODEL_NAME)
-        run_demo(args.output, frames=args.frames, size=(width, height), config=perceptor_config_from_args(args))
+        run_demo(args.output, frames=args.frames, size=(width, height), config=perceptor_config_from_args(args),
+                 texture_source=args.texture)
     except (EfcError, ValueError, FileNotFoundError) as error:
         print(f"demo: error: {error}", file=sys.stderr)
         return 2

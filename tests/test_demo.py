@@ -24,3 +24,11 @@ def test_demo_uses_the_demo_model_and_scores_its_classes(tmp_path: Path, capsys:
     # Class 0 is the synthetic scenes' background (sky for the real-camera model): the demo model
     # finds it (measured 0.90 on these frames).
     assert report["ground_truth"]["segmentation"]["iou"]["0"] > 0.5, report["ground_truth"]
+
+
+def test_the_demo_scene_is_the_one_the_demo_model_was_trained_on() -> None:
+    from efc_ros.demo import DEMO_SCENE
+    from training.config import load_config
+
+    trained = load_config(REPO_ROOT / "training" / "configs" / "synthetic_demo.yaml").data.synthetic
+    assert DEMO_SCENE == {key: getattr(trained, key) for key in DEMO_SCENE}

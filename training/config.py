@@ -65,6 +65,7 @@ class SyntheticDataSection:
     texture_source: str = "procedural"
     texture_dirs: list[str] = field(default_factory=list)
     object_tint: float = 0.5
+    bundled_photo_weight: int = 1
 
 
 @dataclass

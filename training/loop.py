@@ -124,6 +124,7 @@ def build_datasets(config: TrainConfig) -> tuple[Dataset, Dataset | None]:
             "background_scale_change": synth.background_scale_change, "contrast_change": synth.contrast_change,
             "blur_sigma_max": synth.blur_sigma_max, "texture_source": synth.texture_source,
             "texture_dirs": tuple(synth.texture_dirs), "object_tint": synth.object_tint,
+            "bundled_photo_weight": synth.bundled_photo_weight,
         }
         train = SyntheticVideoDataset(
             split="train", num_sequences=synth.train_sequences, pairs_per_sequence=synth.pairs_per_sequence,

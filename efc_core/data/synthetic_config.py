@@ -54,6 +54,10 @@ class SyntheticConfig:
     #: scikit-image when it is installed), for flow that transfers to real cameras.
     texture_source: str = "procedural"
     texture_dirs: tuple[str, ...] = ()
+    #: With photo textures: how many times more often each of scikit-image's bundled photographs
+    #: is drawn than a photograph from ``texture_dirs`` (they are a dozen against hundreds; a
+    #: model meant to run on scenes textured with them, as the demo's, needs to see them often).
+    bundled_photo_weight: int = 1
     #: With photo textures: share of an object's class colour mixed into its photo crop, so the
     #: class stays recognisable from the image (0 = plain photo, 1 = plain class colour).
     object_tint: float = 0.5
@@ -80,6 +84,8 @@ class SyntheticConfig:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.texture_source not in TEXTURE_SOURCES:
             raise ValueError(f"texture_source must be one of {TEXTURE_SOURCES}, got {self.texture_source!r}")
+        if self.bundled_photo_weight < 1:
+            raise ValueError(f"bundled_photo_weight must be >= 1, got {self.bundled_photo_weight}")
         if not 0.0 <= self.object_tint <= 1.0:
             raise ValueError(f"object_tint must be in [0, 1], got {self.object_tint}")
         if not 0.0 <= self.contrast_change < 1.0 or not 0.0 <= self.brightness_change < 1.0:

@@ -56,12 +56,14 @@ def scikit_image_photo_dir() -> Path | None:
 
 
 @functools.lru_cache(maxsize=4)
-def photo_bank(folders: tuple[str, ...] = ()) -> tuple[np.ndarray, ...]:
+def photo_bank(folders: tuple[str, ...] = (), bundled_weight: int = 1) -> tuple[np.ndarray, ...]:
     """Real photographs for textures: (h, w, 3) uint8 RGB arrays, long side <= 640 px.
 
     Args:
         folders: folders searched recursively for .png / .jpg files (at most 300 evenly spaced
             files each); scikit-image's bundled photographs are always added when it is installed.
+        bundled_weight: each bundled photograph appears this many times (the same array), so a
+            uniform draw from the bank picks it that much more often.
 
     Returns:
         the photographs in a deterministic order. Raises ``ValueError`` when none is found, naming
@@ -72,6 +74,7 @@ def photo_bank(folders: tuple[str, ...] = ()) -> tuple[np.ndarray, ...]:
     if bundled is not None:
         sources += [p for p in sorted(bundled.iterdir())
                     if p.suffix.lower() in _PHOTO_SUFFIXES and not p.stem.startswith(_NOT_PHOTOS)]
+    bundled_sources = set(sources)
     for folder in folders:
         root = Path(folder).expanduser()
         if not root.is_dir():
@@ -93,7 +96,8 @@ def photo_bank(folders: tuple[str, ...] = ()) -> tuple[np.ndarray, ...]:
         scale = _PHOTO_MAX_SIDE / max(image.shape[:2])
         if scale < 1:
             image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-        photos.append(np.ascontiguousarray(image[..., ::-1]))
+        photo = np.ascontiguousarray(image[..., ::-1])
+        photos += [photo] * (bundled_weight if path in bundled_sources else 1)
     if not photos:
         raise ValueError(f"no photographs found for photo textures (scikit-image installed: {bundled is not None}, "
                          f"folders: {list(folders)}); install scikit-image or set texture_dirs")
@@ -202,7 +206,8 @@ def class_base_colour(rng: np.random.Generator, class_id: int, jitter: float = 3
 def sample_layers(config: SyntheticConfig, rng: np.random.Generator) -> list[SyntheticLayer]:
     """Draw a random scene: background + 2..8 objects (config) with textures, shapes and motions."""
     height, width, frames = config.height, config.width, config.num_frames
-    photos = photo_bank(tuple(config.texture_dirs)) if config.texture_source == "photo" else None
+    photos = (photo_bank(tuple(config.texture_dirs), config.bundled_photo_weight)
+              if config.texture_source == "photo" else None)
     # A background texture larger than the image keeps reflect-border seams mostly off-screen;
     # photo scenes (made for large camera motion, where a mirrored seam would be a fake edge)
     # get a margin that covers the whole camera path.

@@ -14,8 +14,10 @@ scene cut, and no flow ground truth is written for the pair that crosses it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -50,6 +52,9 @@ class SyntheticBagOptions:
     with_ground_truth: bool = True
     #: "procedural" or "photo" (efc_core.data.synthetic.SyntheticConfig.texture_source).
     texture_source: str = "procedural"
+    #: Further ``SyntheticConfig`` settings of the scenes (motions in px/frame, photometric
+    #: changes, ``object_tint``, ...), e.g. those a model was trained on; {} = the generator's.
+    scene: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
         """``ValueError`` naming the first bad option."""
@@ -64,6 +69,11 @@ class SyntheticBagOptions:
                              f"expected one of {RAW_ENCODINGS + COMPRESSED_FORMATS}")
         if self.segment_length < 2:
             raise ValueError(f"segment_length must be >= 2, got {self.segment_length}")
+        owned = {"height", "width", "num_frames", "num_classes", "texture_source"}
+        known = {f.name for f in dataclasses.fields(SyntheticConfig)} - owned
+        unknown = sorted(set(self.scene) - known)
+        if unknown:
+            raise ValueError(f"unknown scene setting(s) {unknown}; expected some of {sorted(known)}")
 
 
 def camera_topic(encoding: str) -> str:
@@ -105,7 +115,7 @@ def make_synthetic_bag(output: str | Path, options: SyntheticBagOptions, overwri
             length = min(options.segment_length, options.num_frames - frame_index)
             config = SyntheticConfig(
                 height=options.height, width=options.width, num_frames=max(length, 2),
-                num_classes=options.num_classes, texture_source=options.texture_source,
+                num_classes=options.num_classes, texture_source=options.texture_source, **options.scene,
             )
             sequence = generate_sequence(config, seed=options.seed * 1000 + segment)
             for local in range(length):

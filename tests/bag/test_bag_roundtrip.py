@@ -48,3 +48,17 @@ def test_stamps_follow_the_frame_rate() -> None:
     periods = np.diff(stamps) * 1e-9
     assert np.all(periods > 0)
     assert abs(np.median(periods) - 1 / 30) < 1e-3
+
+
+def test_scene_settings_reach_the_generator(tmp_path) -> None:
+    still = {"max_translation": 0.0, "max_rotation_deg": 0.0, "max_scale_change": 0.0, "background_motion": 0.0,
+             "background_rotation_deg": 0.0, "background_scale_change": 0.0}
+    options = SyntheticBagOptions(width=64, height=48, num_frames=3, seed=3, scene=still)
+    with open_bag(make_synthetic_bag(tmp_path / "bag", options)) as reader:
+        flows = [image_msg_to_array(m.message) for m in read_messages(reader, [GT_FLOW_TOPIC])]
+    # Nothing moves: zero flow up to rounding (the default scene moves up to ~5 px per frame here).
+    assert len(flows) == 2 and max(float(np.abs(flow).max()) for flow in flows) < 1e-6
+    with pytest.raises(ValueError, match=r"\['max_speed'\]"):
+        SyntheticBagOptions(scene={"max_speed": 1.0}).validate()
+    with pytest.raises(ValueError, match=r"\['height'\]"):  # the bag's own options are not scene settings
+        SyntheticBagOptions(scene={"height": 32}).validate()
