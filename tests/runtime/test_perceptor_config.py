@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from efc_core.manifest import load_manifest
 from efc_core.perceptor_config import PERCEPTOR_FIELDS, PerceptorConfig, build_perceptor
 
 REPO = Path(__file__).resolve().parents[2]
@@ -59,11 +60,13 @@ def test_node_parameters_derive_from_the_config():
 
 
 def test_build_perceptor_applies_every_setting():
+    manifest = load_manifest(DEMO.with_suffix(".json"))
+    height, width = int(manifest.input_height), int(manifest.input_width)  # a fixed-size model takes its own
     config = PerceptorConfig(model_path=str(DEMO), threads=1, resize_mode="stretch", max_frame_gap_s=0.2,
-                             temporal_fusion=0.3, streaming=False, input_width=320, input_height=256)
+                             temporal_fusion=0.3, streaming=False, input_width=width, input_height=height)
     perceptor = build_perceptor(config)
     assert perceptor.resize_mode == "stretch" and perceptor.temporal_fusion == pytest.approx(0.3)
-    assert not perceptor.streaming and perceptor.input_size == (256, 320)
+    assert not perceptor.streaming and perceptor.input_size == (height, width)
     assert perceptor._pairer.max_frame_gap_s == pytest.approx(0.2)
     with pytest.raises(ValueError, match="precision 'fp16' requested"):
         build_perceptor(dataclasses.replace(config, precision="fp16"))
