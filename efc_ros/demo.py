@@ -39,8 +39,10 @@ def run_demo(output_dir: Path, *, frames: int, size: tuple[int, int], config: Pe
     camera_bag, outputs_bag, report_dir = output_dir / "camera_bag", output_dir / "outputs_bag", output_dir / "report"
     width, height = size
     started = time.perf_counter()
+    # A new scene every 10 frames: the report and montage cover several, not one draw of luck.
     make_synthetic_bag(camera_bag, SyntheticBagOptions(width=width, height=height, num_frames=frames, seed=2024,
-                                                       texture_source=texture_source, scene=DEMO_SCENE),
+                                                       texture_source=texture_source, scene=DEMO_SCENE,
+                                                       segment_length=10),
                        overwrite=True)
     print(f"[1/3] synthetic camera bag with ground truth: {camera_bag} ({frames} frames, {width}x{height}, "
           f"{texture_source} textures)")

@@ -175,7 +175,7 @@ def _update_frame(state: EvaluationState, stamp: int, record: FrameRecord, first
             "image": previous.arrays[CAMERA_KEY], "segmentation": previous.arrays.get(SEG_TOPIC),
             "segmentation_color": previous.arrays.get(SEG_COLOR_TOPIC), "flow": flow,
             "occlusion": occlusion, "gt_segmentation": previous.arrays.get(GT_SEGMENTATION_TOPIC),
-            "gt_flow": arrays.get(GT_FLOW_TOPIC),
+            "gt_flow": arrays.get(GT_FLOW_TOPIC), "gt_occlusion": arrays.get(GT_OCCLUSION_TOPIC),
         }.items() if value is not None})
 
 

@@ -35,7 +35,9 @@ def montage_figure(samples: list[dict[str, np.ndarray]], path: Path) -> Path:
                ("segmentation", "segmentation", lambda a: colorize_labels(a, palette)),
                ("flow", "flow", flow_to_color), ("occlusion", "occlusion", occlusion_to_color),
                ("gt_segmentation", "GT segmentation", lambda a: colorize_labels(a, palette)),
-               ("gt_flow", "GT flow", flow_to_color)]
+               ("gt_flow", "GT flow", flow_to_color),
+               # mono8 0/255 as published: the same colour map as the predicted probability.
+               ("gt_occlusion", "GT occlusion", lambda a: occlusion_to_color(a.astype(np.float32) / 255.0))]
     columns = [c for c in columns if any(c[0] in s for s in samples)]
     figure, axes = plt.subplots(len(samples), len(columns), figsize=(3 * len(columns), 2.4 * len(samples)),
                                 squeeze=False)

@@ -66,7 +66,8 @@ def test_montage_rows_show_the_frame_the_flow_is_drawn_on(moving_bag) -> None:
     Before the fix a row held image2 (frame t) with the flow stamped t, which lies on frame t-1's grid.
     """
     with open_bag(moving_bag) as reader:
-        messages = list(read_messages(reader, [CAMERA_TOPIC, GT_SEGMENTATION_TOPIC, GT_FLOW_TOPIC]))
+        messages = list(read_messages(reader, [CAMERA_TOPIC, GT_SEGMENTATION_TOPIC, GT_FLOW_TOPIC,
+                                               GT_OCCLUSION_TOPIC]))
     by_topic: dict[str, dict[int, np.ndarray]] = {}
     for item in messages:
         array = item.message.data.reshape(item.message.height, item.message.width, 3) if item.topic == CAMERA_TOPIC \
@@ -87,6 +88,8 @@ def test_montage_rows_show_the_frame_the_flow_is_drawn_on(moving_bag) -> None:
         # The flow stamped image2 (pair image1 -> image2) is the one drawn on image1's grid.
         np.testing.assert_array_equal(sample["flow"], by_topic[GT_FLOW_TOPIC][image2])
         np.testing.assert_array_equal(sample["gt_flow"], by_topic[GT_FLOW_TOPIC][image2])
+        # Beside the predicted occlusion, the true one of the same pair.
+        np.testing.assert_array_equal(sample["gt_occlusion"], by_topic[GT_OCCLUSION_TOPIC][image2])
 
 
 def test_temporal_consistency_reports_miou_and_pixel_agreement_apart(tmp_path) -> None:
