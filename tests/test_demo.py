@@ -14,16 +14,20 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
-def test_demo_uses_the_demo_model_and_scores_its_classes(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_demo_uses_the_demo_model_and_sees_what_the_ground_truth_has(tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture) -> None:
     if not default_model_path(name=DEMO_MODEL_NAME).is_file():
         pytest.skip("the shipped demo model is absent")
-    assert main(["--output", str(tmp_path), "--frames", "4", "--size", "160x120", "--threads", "1"]) == 0
+    assert main(["--output", str(tmp_path), "--threads", "1"]) == 0  # make demo's defaults: 40 frames, 4 scenes
     printed = capsys.readouterr().out
     assert f"on {DEMO_MODEL_NAME}.onnx" in printed
-    report = json.loads((tmp_path / "report" / "report.json").read_text())
-    # Class 0 is the synthetic scenes' background (sky for the real-camera model): the demo model
-    # finds it (measured 0.90 on these frames).
-    assert report["ground_truth"]["segmentation"]["iou"]["0"] > 0.5, report["ground_truth"]
+    truth = json.loads((tmp_path / "report" / "report.json").read_text())["ground_truth"]
+    # Measured with the shipped demo model: mIoU 0.43 (background 0.94, vehicle 0.60, pole 0.38,
+    # person 0.31, sign 0.27, vegetation 0.06), EPE 0.99 px, occlusion F1 0.43. The old demo model
+    # (trained at 64x128, run at 320x256) scored occlusion F1 0.001 here.
+    assert truth["segmentation"]["miou"] > 0.3 and truth["segmentation"]["iou"]["1"] > 0.4, truth["segmentation"]
+    assert truth["flow"]["epe"] < 1.5, truth["flow"]  # zero flow: 3.2 px on held-out scenes like these
+    assert truth["occlusion"]["f1"] > 0.3, truth["occlusion"]
 
 
 def test_the_demo_scene_is_the_one_the_demo_model_was_trained_on() -> None:
