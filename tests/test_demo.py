@@ -22,9 +22,9 @@ def test_demo_uses_the_demo_model_and_sees_what_the_ground_truth_has(tmp_path: P
     printed = capsys.readouterr().out
     assert f"on {DEMO_MODEL_NAME}.onnx" in printed
     truth = json.loads((tmp_path / "report" / "report.json").read_text())["ground_truth"]
-    # Measured with the shipped demo model: mIoU 0.43 (background 0.94, vehicle 0.60, pole 0.38,
-    # person 0.31, sign 0.27, vegetation 0.06), EPE 0.99 px, occlusion F1 0.43. The old demo model
-    # (trained at 64x128, run at 320x256) scored occlusion F1 0.001 here.
+    # Measured with the shipped demo model: mIoU 0.56 (background 0.96, vehicle 0.72, pole 0.59,
+    # person 0.49, sign 0.32, vegetation 0.28), EPE 1.05 px, occlusion F1 0.45. The old demo model
+    # (trained at 64x128, run at 320x256) scored occlusion F1 0.001 on its demo.
     assert truth["segmentation"]["miou"] > 0.3 and truth["segmentation"]["iou"]["1"] > 0.4, truth["segmentation"]
     assert truth["flow"]["epe"] < 1.5, truth["flow"]  # zero flow: 3.2 px on held-out scenes like these
     assert truth["occlusion"]["f1"] > 0.3, truth["occlusion"]
