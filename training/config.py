@@ -126,7 +126,7 @@ class ScheduleSection:
     #: Stop (and write ``final.pt``) after this much training wall time, for shared machines.
     max_wall_minutes: float | None = None
     #: After every step of the full objective, this many segmentation-only steps (flow, occlusion
-    #: and temporal terms off, so the flow branch is skipped). A segmentation step costs about a
+    #: and temporal terms off, so the flow branch is skipped). A segmentation step costs a fifth to a
     #: sixth of a joint one on a CPU, so labels get many more passes for the same wall time while
     #: the joint steps keep the flow decoder aligned with the shared encoder. 0 = every step joint.
     seg_only_steps_per_joint_step: int = 0
@@ -329,6 +329,9 @@ def validate(config: TrainConfig) -> None:
         raise ValueError(f"schedule.total_steps must be >= 1, got {schedule.total_steps}")
     if not 0 <= schedule.warmup_steps < max(schedule.total_steps, 1) + 1:
         raise ValueError(f"schedule.warmup_steps={schedule.warmup_steps} outside [0, total_steps]")
+    if schedule.seg_only_steps_per_joint_step < 0:
+        raise ValueError(f"schedule.seg_only_steps_per_joint_step must be >= 0, "
+                         f"got {schedule.seg_only_steps_per_joint_step}")
     if config.data.batch_size < 1:
         raise ValueError(f"data.batch_size must be >= 1, got {config.data.batch_size}")
     if config.optimizer.lr <= 0:

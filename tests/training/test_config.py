@@ -103,6 +103,8 @@ def test_interleaved_segmentation_steps_switch_off_every_flow_term() -> None:
             joint_steps.append(step)
             assert all(w > 0 for w in flow_weights) and loss_config.supervised_flow
     assert joint_steps == [0, 3, 6]
+    with pytest.raises(ValueError, match="seg_only_steps_per_joint_step must be >= 0, got -1"):
+        load_config(None, ["schedule.seg_only_steps_per_joint_step=-1"])
 
 
 def test_learning_rate_warmup_then_poly_and_cosine() -> None:
