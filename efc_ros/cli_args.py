@@ -42,17 +42,33 @@ class _ConsoleFormatter(logging.Formatter):
         return f"{self.program}: {level}{record.getMessage()}"
 
 
+class _StderrHandler(logging.Handler):
+    """Writes each record to ``sys.stderr`` as it is when the record is emitted.
+
+    A ``StreamHandler(sys.stderr)`` keeps the stream of the moment it was made: after an
+    in-process ``main`` (tests, notebooks) swapped and closed ``sys.stderr``, later records went to
+    the closed stream ("--- Logging error --- ValueError: I/O operation on closed file").
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+            sys.stderr.flush()
+        except Exception:  # noqa: BLE001 - logging's own contract: report, never raise
+            self.handleError(record)
+
+
 def configure_cli_logging(program: str, level: int = logging.INFO) -> None:
     """Show the library's log records on stderr as ``PROGRAM: [level: ]message`` lines.
 
     Idempotent: a second call (tests call ``main`` many times) replaces the handler, which writes to
-    the ``sys.stderr`` of the moment.
+    the ``sys.stderr`` of the moment each record is emitted.
     """
     for name in LIBRARY_LOGGERS:
         logger = logging.getLogger(name)
         for handler in [h for h in logger.handlers if isinstance(h.formatter, _ConsoleFormatter)]:
             logger.removeHandler(handler)
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler()
         handler.setFormatter(_ConsoleFormatter(program))
         logger.addHandler(handler)
         logger.setLevel(level)

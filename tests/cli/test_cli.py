@@ -4,6 +4,7 @@ comparison / statistics helpers behind ``verify`` and ``bench``.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -81,6 +82,20 @@ def test_library_log_records_reach_the_console_once(capsys):
     logging.getLogger("efc_core.edge").warning("odd %d", 3)
     logging.getLogger("efc_core.edge").debug("not shown")
     assert capsys.readouterr().err.splitlines() == ["efc: removed /tmp/x", "efc: warning: odd 3"]
+
+
+def test_library_log_records_follow_stderr_after_a_main_has_returned(monkeypatch):
+    """Records after an in-process main() reach the current stderr, not the closed one it saw.
+
+    The handler used to keep the stream of its set-up: "Logging error ... I/O operation on closed file".
+    """
+    first, later = io.StringIO(), io.StringIO()
+    monkeypatch.setattr(sys, "stderr", first)
+    configure_cli_logging("efc")
+    first.close()
+    monkeypatch.setattr(sys, "stderr", later)
+    logging.getLogger("efc_core.edge").warning("after the run")
+    assert later.getvalue() == "efc: warning: after the run\n"
 
 
 def test_parse_size_and_backend_inference():
