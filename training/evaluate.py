@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -21,7 +22,9 @@ from torch.utils.data import DataLoader, Dataset
 from efc_core.metrics import FlowMetrics, OcclusionMetrics, SegmentationMetrics, TemporalConsistency
 from training.loop import normalise_images
 
-#: How a shipped checkpoint (``training.ship``) names folders under the data root it was trained from.
+#: Where recipes read data in the development workplace; never written into a shipped file.
+WORKPLACE_DATA_PREFIX = "../shared/data/"
+#: How a shipped checkpoint names folders under the data root it was trained from.
 SHIPPED_DATA_PREFIX = "<data root>/"
 
 
@@ -184,36 +187,39 @@ def baseline_metrics(dataset: Dataset | Iterable, methods: Iterable[str], *, occ
         ``{method: {"epe", "epe_noc", "epe_occ", "fl_all", "occlusion_f1", "ms_per_pair", "pairs"}}``,
         ``ms_per_pair`` = CPU wall time of the forward flow alone (not the check).
     """
-    import time
-
     from efc_core.flow_ops import forward_backward_occlusion
     from training.real_eval import BASELINE_METHODS, dis_flow_fn, zero_flow_fn
 
-    results = {}
-    for method in methods:
-        if method not in BASELINE_METHODS:
-            raise ValueError(f"unknown baseline {method!r}; expected one of {', '.join(BASELINE_METHODS)}")
-        flow_fn = zero_flow_fn if method == "zero" else dis_flow_fn(method.removeprefix("dis-"))
-        flow_metrics, occlusion = FlowMetrics(), OcclusionMetrics(threshold=occlusion_threshold)
-        seconds, pairs = 0.0, 0
-        for sample in dataset:
-            if not bool(sample["has_flow"]):
-                continue
-            image1, image2 = (_to_uint8_rgb(sample[key]) for key in ("image1", "image2"))
+    unknown = [method for method in methods if method not in BASELINE_METHODS]
+    if unknown:
+        raise ValueError(f"unknown baseline {unknown[0]!r}; expected one of {', '.join(BASELINE_METHODS)}")
+    flow_fns = {method: zero_flow_fn if method == "zero" else dis_flow_fn(method.removeprefix("dis-"))
+                for method in methods}
+    flow_metrics = {method: FlowMetrics() for method in flow_fns}
+    occlusion = {method: OcclusionMetrics(threshold=occlusion_threshold) for method in flow_fns}
+    seconds = dict.fromkeys(flow_fns, 0.0)
+    pairs = 0
+    for sample in dataset:  # one pass: synthetic samples are generated on access
+        if not bool(sample["has_flow"]):
+            continue
+        pairs += 1
+        image1, image2 = (_to_uint8_rgb(sample[key]) for key in ("image1", "image2"))
+        gt_flow, valid = sample["flow_fw"].permute(1, 2, 0).numpy(), sample["flow_valid"].numpy()
+        gt_occ = sample["occ_fw"].numpy() if bool(sample["has_occlusion"]) else None
+        for method, flow_fn in flow_fns.items():
             started = time.perf_counter()
             flow = flow_fn(image1, image2)
-            seconds += time.perf_counter() - started
-            pairs += 1
-            gt_occ = sample["occ_fw"].numpy() if bool(sample["has_occlusion"]) else None
-            flow_metrics.update(flow, sample["flow_fw"].permute(1, 2, 0).numpy(), valid=sample["flow_valid"].numpy(),
-                                occluded=gt_occ)
+            seconds[method] += time.perf_counter() - started
+            flow_metrics[method].update(flow, gt_flow, valid=valid, occluded=gt_occ)
             if gt_occ is not None and method != "zero":
                 predicted = forward_backward_occlusion(flow, flow_fn(image2, image1)).astype(np.float32)
-                occlusion.update(predicted, gt_occ, valid=sample["flow_valid"].numpy())
-        flow = flow_metrics.compute()
+                occlusion[method].update(predicted, gt_occ, valid=valid)
+    results = {}
+    for method in flow_fns:
+        flow = flow_metrics[method].compute()
         result = {k: flow[k] for k in ("epe", "epe_noc", "epe_occ", "fl_all")}
-        result.update(occlusion_f1=occlusion.compute()["f1"] if method != "zero" else None,
-                      ms_per_pair=1e3 * seconds / max(pairs, 1), pairs=pairs)
+        result.update(occlusion_f1=occlusion[method].compute()["f1"] if method != "zero" else None,
+                      ms_per_pair=1e3 * seconds[method] / max(pairs, 1), pairs=pairs)
         results[method] = _plain(result)
     return results
 
@@ -267,15 +273,27 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def without_workplace_paths(value: Any) -> Any:
+    """``value`` with data roots under the workplace folder written as ``<data root>/...``."""
+    if isinstance(value, dict):
+        return {k: without_workplace_paths(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [without_workplace_paths(v) for v in value]
+    if isinstance(value, str) and value.startswith(WORKPLACE_DATA_PREFIX):
+        return SHIPPED_DATA_PREFIX + value.removeprefix(WORKPLACE_DATA_PREFIX)
+    return value
+
+
 def ship_checkpoint(state: dict[str, Any], metrics: dict[str, Any], path: str | Path) -> Path:
     """Write ``state`` with ``metrics`` and without optimiser / scheduler / scaler state.
 
     The training state triples a small model's file and is useless to users; everything
     ``load_model`` and the exporter read (config, weights, classes, palette, git revision, training
-    config) is kept as is.
+    config) is kept, the training config's data roots written as ``<data root>/...``.
     """
     shipped = dict(state)
     shipped.update(optimizer_state=None, scheduler_state=None, scaler_state=None, metrics=metrics)
+    shipped["train_config"] = without_workplace_paths(state.get("train_config") or {})
     shipped["extra"] = {k: v for k, v in (state.get("extra") or {}).items() if k != "torch_rng_state"}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -16,21 +16,7 @@ from typing import Any
 
 from efc_core.model.checkpoint import load_checkpoint
 from training.config import load_config
-from training.evaluate import SHIPPED_DATA_PREFIX, ship_checkpoint
-
-#: Where recipes read data in the development workplace; never written into a shipped file.
-WORKPLACE_DATA_PREFIX = "../shared/data/"
-
-
-def without_workplace_paths(value: Any) -> Any:
-    """``value`` with data roots under the workplace folder written as ``<data root>/...``."""
-    if isinstance(value, dict):
-        return {k: without_workplace_paths(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [without_workplace_paths(v) for v in value]
-    if isinstance(value, str) and value.startswith(WORKPLACE_DATA_PREFIX):
-        return SHIPPED_DATA_PREFIX + value.removeprefix(WORKPLACE_DATA_PREFIX)
-    return value
+from training.evaluate import ship_checkpoint
 
 
 def ship(source: str | Path, target: str | Path, recipe: str | Path, metrics: dict[str, Any]) -> Path:
@@ -40,7 +26,7 @@ def ship(source: str | Path, target: str | Path, recipe: str | Path, metrics: di
     data = dict(train_config.get("data") or {})
     data["provenance"] = load_config(recipe).data.provenance
     train_config["data"] = data
-    state["train_config"] = without_workplace_paths(train_config)
+    state["train_config"] = train_config
     return ship_checkpoint(state, metrics, target)
 
 

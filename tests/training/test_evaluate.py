@@ -164,7 +164,7 @@ def test_cli_writes_the_metrics_of_a_checkpoint(tmp_path: Path) -> None:
 def test_a_shipped_checkpoints_texture_folders_are_found_under_the_data_root(tmp_path: Path) -> None:
     from training.config import load_config, to_dict
     from training.evaluate import build_eval_dataset
-    from training.ship import without_workplace_paths
+    from training.evaluate import without_workplace_paths
 
     config = load_config(None, ["data.synthetic.texture_source=photo", "data.synthetic.height=32",
                                 "data.synthetic.width=32", "data.synthetic.num_frames=2"])

@@ -26,3 +26,13 @@ def test_shipped_copy_has_provenance_placeholder_roots_and_no_optimiser(tmp_path
     assert names == ["camvid", "davis", "kitti_odometry", "video", "synthetic"]
     assert shipped["optimizer_state"] is None and shipped["metrics"] == {"miou": 0.4}
     assert all(torch.equal(shipped["model_state"][k], v) for k, v in model.state_dict().items())
+
+
+def test_evaluate_ship_writes_no_workplace_path_either(tmp_path: Path) -> None:
+    from training.evaluate import ship_checkpoint
+
+    state = {"train_config": {"data": {"synthetic": {"texture_dirs": ["../shared/data/real/camvid/train", "/own"]}}},
+             "optimizer_state": {"state": {}}, "extra": {"torch_rng_state": torch.zeros(1), "world_size": 1}}
+    shipped = torch.load(ship_checkpoint(state, {}, tmp_path / "x.pt"), weights_only=False)
+    assert shipped["train_config"]["data"]["synthetic"]["texture_dirs"] == ["<data root>/real/camvid/train", "/own"]
+    assert shipped["optimizer_state"] is None and shipped["extra"] == {"world_size": 1}
