@@ -22,10 +22,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 
+from efc_core.data.datasets.teacher_flow import dis_flow
 from efc_core.metrics import FlowMetrics
 from training.config import TrainConfig, load_config
 from training.evaluate import build_eval_dataset, evaluate_model
@@ -75,13 +75,6 @@ def run_variant(config: TrainConfig, output_dir: Path) -> dict[str, Any]:
     metrics["train_seconds"] = summary["train_seconds"]
     metrics["steps"] = summary["step"]
     return metrics
-
-
-def dis_flow(image1: np.ndarray, image2: np.ndarray) -> np.ndarray:
-    """OpenCV DIS (medium preset) flow 1 -> 2 on greyscale: (H, W, 2) float32 pixels."""
-    grey1 = cv2.cvtColor(image1, cv2.COLOR_RGB2GRAY)
-    grey2 = cv2.cvtColor(image2, cv2.COLOR_RGB2GRAY)
-    return cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM).calc(grey1, grey2, None)
 
 
 def compare_with_dis(checkpoint: Path, num_sequences: int) -> dict[str, Any]:

@@ -39,6 +39,7 @@ import cv2
 import numpy as np
 
 from efc_core.errors import EfcError
+from efc_core.data.datasets.teacher_flow import DIS_PRESETS, grey
 from efc_core.data.formats import list_images, natural_sort_key, read_flo, read_occlusion_png, read_rgb
 from efc_core.flow_ops import forward_backward_occlusion, inside_image, warp_image
 from efc_core.metrics import FlowMetrics, OcclusionMetrics
@@ -46,17 +47,7 @@ from efc_core.metrics import FlowMetrics, OcclusionMetrics
 FlowFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 OcclusionFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
-DIS_PRESETS: dict[str, int] = {
-    "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
-    "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
-    "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
-}
 BASELINE_METHODS: tuple[str, ...] = ("zero", "dis-ultrafast", "dis-fast", "dis-medium")
-
-
-def _grey(image: np.ndarray) -> np.ndarray:
-    """(H, W) uint8 grey of an (H, W, 3) uint8 RGB (or already grey) image."""
-    return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
 
 
 def photometric_residual(image1: np.ndarray, image2: np.ndarray, flow: np.ndarray) -> tuple[float, float]:
@@ -72,8 +63,8 @@ def photometric_residual(image1: np.ndarray, image2: np.ndarray, flow: np.ndarra
     """
     if image1.shape[:2] != image2.shape[:2] or flow.shape != (*image1.shape[:2], 2):
         raise ValueError(f"frames {image1.shape}, {image2.shape} and flow {flow.shape} must share (H, W)")
-    grey1 = _grey(image1).astype(np.float32)
-    warped2 = warp_image(_grey(image2).astype(np.float32), flow.astype(np.float32, copy=False), "linear", 0.0)
+    grey1 = grey(image1).astype(np.float32)
+    warped2 = warp_image(grey(image2).astype(np.float32), flow.astype(np.float32, copy=False), "linear", 0.0)
     inside = inside_image(flow)
     count = int(inside.sum())
     residual = float(np.abs(grey1 - warped2)[inside].mean()) if count else float("nan")
@@ -92,7 +83,7 @@ def dis_flow_fn(preset: str) -> FlowFn:
     dis = cv2.DISOpticalFlow_create(DIS_PRESETS[preset])
 
     def flow(image1: np.ndarray, image2: np.ndarray) -> np.ndarray:
-        return dis.calc(_grey(image1), _grey(image2), None).astype(np.float32, copy=False)
+        return dis.calc(grey(image1), grey(image2), None).astype(np.float32, copy=False)
 
     return flow
 

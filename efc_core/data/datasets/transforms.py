@@ -23,6 +23,7 @@ from efc_core.data.datasets.sample import (
     FLOW_KEYS, IMAGE_KEYS, LABEL_KEYS, MASK_KEYS, RawSample, raw_to_tensors, sample_size,
 )
 from efc_core.data.datasets.self_warp import SelfWarp
+from efc_core.data.datasets.teacher_flow import TeacherFlow
 from efc_core.flow_ops import resize_flow
 
 Transform = Callable[[RawSample], RawSample]
@@ -242,9 +243,10 @@ class ToTensor:
 
 def build_transforms(*, train: bool, crop_size: Sequence[int] | None = None, resize: Sequence[int] | None = None,
                      scale_range: Sequence[float] | None = None, hflip_p: float = 0.5,
-                     jitter: dict | None = None, self_warp: dict | None = None) -> Compose:
-    """The standard pipeline: [Resize] -> (train: [RandomScale] -> [RandomCrop] -> [SelfWarp] -> flip -> [jitter])
-    -> ToTensor.
+                     jitter: dict | None = None, self_warp: dict | None = None,
+                     teacher_flow: dict | None = None) -> Compose:
+    """The standard pipeline: [Resize] -> (train: [RandomScale] -> [RandomCrop] -> [SelfWarp] -> [TeacherFlow]
+    -> flip -> [jitter]) -> ToTensor.
 
     Args:
         train: apply the random augmentations (evaluation only resizes).
@@ -255,6 +257,9 @@ def build_transforms(*, train: bool, crop_size: Sequence[int] | None = None, res
         jitter: keyword arguments of :class:`PhotometricJitter`, or None for no jitter.
         self_warp: keyword arguments of :class:`~efc_core.data.datasets.self_warp.SelfWarp` (frame 2
             becomes a warped copy of frame 1 with exact flow), or None to keep the real pair.
+        teacher_flow: keyword arguments of :class:`~efc_core.data.datasets.teacher_flow.TeacherFlow`
+            (DIS flow as the target of pairs without known flow, computed before flip and jitter so
+            the teacher sees the clean frames), or None.
     """
     steps: list[Callable] = []
     if resize is not None:
@@ -266,6 +271,8 @@ def build_transforms(*, train: bool, crop_size: Sequence[int] | None = None, res
             steps.append(RandomCrop(crop_size))
         if self_warp is not None:
             steps.append(SelfWarp(**self_warp))
+        if teacher_flow is not None:
+            steps.append(TeacherFlow(**teacher_flow))
         if hflip_p > 0:
             steps.append(RandomHorizontalFlip(hflip_p))
         if jitter is not None:
