@@ -238,6 +238,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-root", default="../shared/data",
                         help="where a shipped checkpoint's '<data root>/...' folders are (synthetic textures)")
     parser.add_argument("--num-sequences", type=int, default=None, help="synthetic: held-out sequences")
+    parser.add_argument("--synthetic-from", default=None, metavar="CHECKPOINT",
+                        help="synthetic: generate the held-out set of this checkpoint's training run instead "
+                             "(a stage trained on a mixture continues one trained on synthetic video)")
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--num-threads", type=int, default=0)
@@ -253,11 +256,13 @@ def main(argv: list[str] | None = None) -> int:
 
     model, _ = load_model(args.checkpoint)
     state = load_checkpoint(args.checkpoint)
-    dataset = build_eval_dataset(state, args.dataset, args.root, args.split, args.num_sequences, args.data_root)
+    generator_state = load_checkpoint(args.synthetic_from) if args.synthetic_from else state
+    dataset = build_eval_dataset(generator_state, args.dataset, args.root, args.split, args.num_sequences, args.data_root)
     metrics = evaluate_model(model.to(args.device), dataset, device=args.device,
                              class_names=list(state.get("class_names") or []) or None,
                              batch_size=args.batch_size)
     metrics = {"checkpoint": str(args.checkpoint), "dataset": args.dataset, "split": args.split,
+               **({"held_out_set_of": str(args.synthetic_from)} if args.synthetic_from else {}),
                "tc_flow_sources": {"tc_own_flow": "model forward flow", "tc_gt_flow": "ground truth"},
                **metrics}
     if args.baselines:

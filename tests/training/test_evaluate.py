@@ -173,3 +173,33 @@ def test_a_shipped_checkpoints_texture_folders_are_found_under_the_data_root(tmp
     assert shipped["train_config"]["data"]["synthetic"]["texture_dirs"] == ["<data root>/real/textures"]
     dataset = build_eval_dataset(shipped, "synthetic", None, "val", 1, data_root=str(tmp_path))
     assert dataset.config.texture_dirs == (str(tmp_path / "real" / "textures"),)
+
+
+def test_a_stage_trained_on_a_mixture_is_scored_on_the_held_out_set_of_the_synthetic_run(tmp_path: Path) -> None:
+    from efc_core.data.synthetic import SYNTHETIC_CLASS_NAMES, SYNTHETIC_PALETTE
+    from efc_core.model import build_model
+    from efc_core.model.checkpoint import save_checkpoint
+    from training.config import load_config, to_dict
+    from training.evaluate import main
+
+    torch.manual_seed(0)
+    model = build_model("tiny", 4)
+    names, palette = SYNTHETIC_CLASS_NAMES[:4], SYNTHETIC_PALETTE[:4]
+    synthetic_run = load_config(None, ["model.num_classes=4", "data.synthetic.height=64", "data.synthetic.width=64",
+                                       "data.synthetic.num_frames=3", "seed=2"])
+    mixture_run = load_config(None, ["model.num_classes=4", "data.dataset=mixture"])
+    first = save_checkpoint(tmp_path / "synthetic.pt", model, train_config=to_dict(synthetic_run), step=0,
+                            metrics={}, class_names=names, palette=palette)
+    later = save_checkpoint(tmp_path / "mixture.pt", model, train_config=to_dict(mixture_run), step=0,
+                            metrics={}, class_names=names, palette=palette)
+    with pytest.raises(ValueError, match="trained on 'mixture', not on synthetic data"):
+        main([str(later), "--num-sequences", "1", "--num-threads", "1"])
+    direct, borrowed = tmp_path / "direct.json", tmp_path / "borrowed.json"
+    assert main([str(first), "--num-sequences", "1", "--num-threads", "1", "--output", str(direct)]) == 0
+    assert main([str(later), "--num-sequences", "1", "--num-threads", "1", "--output", str(borrowed),
+                 "--synthetic-from", str(first)]) == 0
+    direct_metrics, borrowed_metrics = (json.loads(p.read_text()) for p in (direct, borrowed))
+    # Same weights on the same generated pairs: the same numbers, and the file says whose set it was.
+    assert borrowed_metrics["held_out_set_of"] == str(first) and "held_out_set_of" not in direct_metrics
+    for key in ("pairs", "miou", "epe", "occlusion_f1"):
+        assert borrowed_metrics[key] == direct_metrics[key], key
