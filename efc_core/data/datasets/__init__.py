@@ -20,6 +20,8 @@ Name-specific options: ``sintel``: ``pass_name``; ``rosbag``: ``topic`` (require
 apply; ``with_labels: false`` hides its classes when it is mixed with a labelled dataset of others).
 ``augment.self_warp: {max_translation, max_rotation_deg, max_scale_change, p}`` pairs each frame with a
 warped copy of itself (exact flow and occlusion; ``self_warp.py``).
+``augment.teacher_flow: {preset, alpha1, alpha2, min_valid_fraction}`` gives pairs without known flow
+OpenCV DIS's flow as a target where its forward and backward flows agree (``teacher_flow.py``).
 
 Unlabelled real video (``real_video.py``; the split is ignored, every frame is unlabelled):
 ``davis`` (``root/<sequence>/frames/*.jpg``) and ``kitti_odometry`` (``root/<sequence>/*.jpg``,
