@@ -18,7 +18,7 @@ The node's overhead over bare inference is reported as p50/p99 ratios (docs/ROS_
 honesty). The queue stage is ~0.6 ms while the worker is idle (lockstep); at 30 Hz it is the
 time the newest frame waits for the frame in flight, about half a camera period.
 
-    .venv/bin/python -m benchmarks.bench_node                          # 640x480, shipped demo model
+    .venv/bin/python -m benchmarks.bench_node                          # 640x480, the node's default model
     .venv/bin/python -m benchmarks.bench_node --frames 30 --json out.json
     .venv/bin/python -m benchmarks.bench_node --export-tiny            # untrained tiny net at 640x512
 
@@ -304,7 +304,7 @@ def summary_lines(results: dict) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, default=None, help="ONNX model (default: shipped demo model)")
+    parser.add_argument("--model", type=Path, default=None, help="ONNX model (default: the node's default model)")
     parser.add_argument("--export-tiny", action="store_true",
                         help="export an untrained tiny model at the camera size rounded up to 64")
     parser.add_argument("--size", default="640x480", help="camera WIDTHxHEIGHT")

@@ -257,7 +257,8 @@ def main(argv: list[str] | None = None) -> int:
     model, _ = load_model(args.checkpoint)
     state = load_checkpoint(args.checkpoint)
     generator_state = load_checkpoint(args.synthetic_from) if args.synthetic_from else state
-    dataset = build_eval_dataset(generator_state, args.dataset, args.root, args.split, args.num_sequences, args.data_root)
+    dataset = build_eval_dataset(generator_state, args.dataset, args.root, args.split, args.num_sequences,
+                                 args.data_root)
     metrics = evaluate_model(model.to(args.device), dataset, device=args.device,
                              class_names=list(state.get("class_names") or []) or None,
                              batch_size=args.batch_size)
