@@ -7,7 +7,6 @@ import of onnxruntime), or with rclpy's "context is not valid" traceback.
 
 from __future__ import annotations
 
-import os
 import signal
 import time
 
@@ -35,6 +34,17 @@ def _fail(error: Exception):
     return create
 
 
+def _send_sigint_and_wait() -> None:
+    """SIGINT to this thread, then wait for Python's handler to raise KeyboardInterrupt.
+
+    ``os.kill`` on the process may land on one of DDS's threads, and the main thread runs the handler
+    only at its next check (CI once reached the next statement first); ``raise_signal`` targets the
+    calling thread, and the sleep is where the handler runs (at once, or when the sleep ends).
+    """
+    signal.raise_signal(signal.SIGINT)
+    time.sleep(5.0)
+
+
 def _interrupted_import():
     """Fail like an import of a C extension hit by SIGINT, as the backends report it.
 
@@ -42,8 +52,7 @@ def _interrupted_import():
     """
     try:
         try:
-            os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(5.0)
+            _send_sigint_and_wait()
         except KeyboardInterrupt as interrupt:
             raise ImportError("initialization failed") from interrupt
     except ImportError as error:
@@ -62,7 +71,7 @@ def test_a_failed_start_is_one_line_and_exit_code_1(ros_context, capfd) -> None:
 
 def test_ctrl_c_during_start_up_is_not_a_failure(ros_context, capfd) -> None:
     def interrupted():
-        os.kill(os.getpid(), signal.SIGINT)
+        _send_sigint_and_wait()
         raise AssertionError("SIGINT did not interrupt")
 
     assert create_or_exit_code(interrupted, "efc_test") == (None, 0)
