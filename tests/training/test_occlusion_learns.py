@@ -21,7 +21,7 @@ from training.loop import normalise_images
 
 SIZE = 64
 SQUARE = 24
-STEPS = 600  # F1 0.46 at 300 steps with torch 2.14 (0.65-0.71 at 600 over two seeds)
+STEPS = 600  # F1 0.46-0.64 at 300 steps across machines (no margin); 0.65-0.71 at 600 over two seeds
 F1_MIN = 0.5
 
 
