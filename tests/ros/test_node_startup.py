@@ -38,7 +38,7 @@ def _send_sigint_and_wait() -> None:
     """SIGINT to this thread, then wait for Python's handler to raise KeyboardInterrupt.
 
     ``os.kill`` on the process may land on one of DDS's threads, and the main thread runs the handler
-    only at its next check (CI once reached the next statement first); ``raise_signal`` targets the
+    only at its next check (a full run here once reached the next statement first); ``raise_signal`` targets the
     calling thread, and the sleep is where the handler runs (at once, or when the sleep ends).
     """
     signal.raise_signal(signal.SIGINT)
