@@ -145,6 +145,7 @@ class Trainer:
             flow_gt_fw=batch["flow_fw"] if supervised else None,
             flow_gt_bw=batch["flow_bw"] if supervised else None,
             flow_valid=batch["flow_valid"] if supervised else None,
+            flow_valid_bw=batch["flow_valid_bw"] if supervised else None,
             occ_gt_fw=batch["occ_fw"] if occlusion_known else None,
             occ_gt_bw=batch["occ_bw"] if occlusion_known else None,
             occ_known=batch["has_occlusion"] if occlusion_known else None,

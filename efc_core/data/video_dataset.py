@@ -213,6 +213,7 @@ def make_sample(
         "flow_bw": flow_bw.float(),
         # Synthetic flow is defined at every pixel (occluded ones included).
         "flow_valid": torch.ones(label1.shape, dtype=torch.bool),
+        "flow_valid_bw": torch.ones(label1.shape, dtype=torch.bool),
         "occ_fw": torch.from_numpy(np.asarray(sequence.occlusion(first, second), dtype=bool)),
         "occ_bw": torch.from_numpy(np.asarray(sequence.occlusion(second, first), dtype=bool)),
         "has_flow": torch.tensor(True),

@@ -186,14 +186,6 @@ class _Grid:
         return resize_flow(flow, cover)[..., : self.size[0], : self.size[1]]
 
 
-def _sample_validity(flow_valid: torch.Tensor | None) -> torch.Tensor | None:
-    """(B, H, W) bool validity of ``flow_gt_fw`` -> (B, 1, H, W) float: 1 on every pixel of a sample with flow."""
-    if flow_valid is None:
-        return None
-    has_flow = flow_valid.flatten(1).any(dim=1).float().view(-1, 1, 1, 1)
-    return has_flow.expand(-1, 1, *flow_valid.shape[-2:])
-
-
 def _direction_terms(
     direction: _Direction, weights: LossWeights, config: LossConfig
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
@@ -295,6 +287,7 @@ def compute_losses(
     flow_gt_fw: torch.Tensor | None = None,
     flow_gt_bw: torch.Tensor | None = None,
     flow_valid: torch.Tensor | None = None,
+    flow_valid_bw: torch.Tensor | None = None,
     occ_gt_fw: torch.Tensor | None = None,
     occ_gt_bw: torch.Tensor | None = None,
     occ_known: torch.Tensor | None = None,
@@ -308,9 +301,10 @@ def compute_losses(
         weights, config: see :class:`LossWeights`, :class:`LossConfig`.
         flow_gt_fw, flow_gt_bw: (B, 2, H, W) ground-truth flow in pixels; used only when
             ``config.supervised_flow`` (then ``flow_gt_fw`` is required).
-        flow_valid: (B, H, W) bool, pixels where ``flow_gt_fw`` is valid (``None`` = all);
-            ``flow_gt_bw`` is taken as valid on every pixel of a sample with any valid
-            ``flow_gt_fw`` pixel (datasets without flow mark all their pixels invalid).
+        flow_valid: (B, H, W) bool, pixels of frame 1 where ``flow_gt_fw`` is valid (``None`` = all).
+        flow_valid_bw: (B, H, W) bool, pixels of frame 2 where ``flow_gt_bw`` is valid (``None`` =
+            all): forward-only ground truth (KITTI, Sintel) and the DIS teacher's inconsistent
+            pixels are invalid here, so the backward flow is never pulled towards a placeholder.
         occ_gt_fw, occ_gt_bw: (B, H, W) bool ground-truth occlusion of frame 1 (resp. 2); used only
             when ``config.supervised_occlusion``.
         occ_known: (B,) bool, samples whose ``occ_gt_*`` is ground truth (``None`` = all).
@@ -358,7 +352,8 @@ def compute_losses(
             directions.append(
                 _Direction(output.backward, output.forward, image2, image1, output.seg_logits2, output.seg_logits1,
                            output.seg_features2, output.seg_features1, flow_gt_bw,
-                           _sample_validity(flow_valid), occ_maps[1], known)
+                           flow_valid_bw.unsqueeze(1).float() if flow_valid_bw is not None else None,
+                           occ_maps[1], known)
             )
 
     diagnostics: dict[str, list[torch.Tensor]] = {}

@@ -39,6 +39,7 @@ def test_kitti_flow_valid_and_occlusion(tmp_path, version: int, name: str) -> No
         assert round(sample["image1"][1, 0, 0].item() * 255) == index
         valid = truth["valid_occ"]
         np.testing.assert_array_equal(sample["flow_valid"].numpy(), valid)
+        assert not sample["flow_valid_bw"].any()  # KITTI has no backward flow: never supervised
         flow = sample["flow_fw"].permute(1, 2, 0).numpy()
         np.testing.assert_array_equal(flow[valid], truth["flow"][valid])
         assert np.all(flow[~valid] == 0)
@@ -96,6 +97,7 @@ def test_flyingchairs_split_and_flow(tmp_path) -> None:
     assert round(sample["image1"][1, 0, 0].item() * 255) == 1  # the pair with index 1 is the val one
     np.testing.assert_array_equal(sample["flow_fw"].permute(1, 2, 0).numpy(), flows[1])
     assert sample["has_flow"] and not sample["has_occlusion"] and torch.all(sample["flow_valid"])
+    assert not sample["flow_valid_bw"].any()  # forward-only ground truth
 
 
 def test_fixed_pair_datasets_reject_pair_options(tmp_path) -> None:

@@ -41,6 +41,7 @@ def test_integer_shift_moves_pixels_labels_and_marks_exactly_the_leaving_strip()
     expected_bw[:, :5] = True
     np.testing.assert_array_equal(shifted["occ_bw"], expected_bw)
     assert shifted["has_flow"] and shifted["has_occlusion"] and shifted["has_label2"] and shifted["flow_valid"].all()
+    assert shifted["flow_valid_bw"].all()
 
 
 def test_rotation_and_zoom_flows_are_inverse_and_explain_the_images() -> None:

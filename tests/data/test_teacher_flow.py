@@ -28,7 +28,7 @@ def _shifted_pair(size=(128, 160)) -> tuple[np.ndarray, np.ndarray]:
 def test_teacher_gives_an_unlabelled_shifted_pair_its_motion_and_drops_the_leaving_strip() -> None:
     image1, image2 = _shifted_pair()
     sample = make_raw_sample(image1, image2)
-    assert not sample["has_flow"] and not sample["flow_valid"].any()
+    assert not sample["has_flow"] and not sample["flow_valid"].any() and not sample["flow_valid_bw"].any()
 
     taught = TeacherFlow()(sample)
 
@@ -43,6 +43,12 @@ def test_teacher_gives_an_unlabelled_shifted_pair_its_motion_and_drops_the_leavi
     interior = (slice(16, -16), slice(16, -16))
     error_bw = np.linalg.norm(taught["flow_bw"][interior] + np.array(SHIFT, np.float32), axis=2)
     assert np.median(error_bw) < 0.3
+    # The backward flow has its own validity on frame 2's grid: there the strips that entered
+    # (left / top) have no correspondence in frame 1, while the right / bottom ones do.
+    valid_bw = taught["flow_valid_bw"]
+    assert not valid_bw[:, :dx].any() and not valid_bw[:dy, :].any()
+    assert valid_bw[dy + 8:-8, -dx:].mean() > 0.9 and valid_bw[-dy:, dx + 8:-8].mean() > 0.9
+    assert np.median(error_bw[valid_bw[interior]]) < 0.3
 
 
 def test_teacher_leaves_known_flow_and_incoherent_pairs_alone() -> None:

@@ -108,6 +108,24 @@ def test_resize_labels_nearest_and_sparse_flow_scattered() -> None:
     y, x = np.argwhere(out["flow_valid"])[0]
     np.testing.assert_allclose(out["flow_fw"][y, x], (1.0, -8.0))  # u * 4/8, v * 16/8
     assert (y, x) == (round(2.5 * 2 - 0.5), round(2.5 * 0.5 - 0.5))
+    # Forward-only ground truth: the backward flow stays unknown through the resize.
+    assert not out["flow_valid_bw"].any()
+
+
+def test_resize_keeps_the_backward_flow_validity_of_its_own_grid() -> None:
+    image = np.zeros((8, 8, 3), np.uint8)
+    flow_bw = np.zeros((8, 8, 2), np.float32)
+    valid_bw = np.zeros((8, 8), bool)
+    valid_bw[5, 6], flow_bw[5, 6] = True, (-2.0, 4.0)
+    dense_fw = np.ones((8, 8, 2), np.float32)
+    out = resize_sample(make_raw_sample(image, image, flow_fw=dense_fw, flow_bw=flow_bw, flow_valid_bw=valid_bw),
+                        (16, 4))
+    assert out["flow_valid"].all()
+    np.testing.assert_allclose(out["flow_fw"][3, 1], (0.5, 2.0))
+    assert out["flow_valid_bw"].sum() == 1
+    y, x = np.argwhere(out["flow_valid_bw"])[0]
+    np.testing.assert_allclose(out["flow_bw"][y, x], (-1.0, 8.0))
+    assert (y, x) == (round(5.5 * 2 - 0.5), round(6.5 * 0.5 - 0.5))
 
 
 def test_crop_takes_the_same_window_everywhere() -> None:

@@ -145,6 +145,36 @@ def test_supervised_epe_is_exact_on_constant_flows() -> None:
     assert losses["supervised_flow"].item() == pytest.approx(5.0 * 1.75, rel=1e-5)
 
 
+def test_backward_supervision_counts_only_pixels_where_the_backward_flow_is_known() -> None:
+    """Forward-only ground truth (KITTI, Sintel) and the DIS teacher's inconsistent pixels must not
+    pull the backward flow towards the zero placeholder: ``flow_valid_bw`` masks that direction.
+    """
+    output = make_output()
+    with torch.no_grad():  # backward flow (2, -1) input pixels at every level, in that level's pixels
+        output.backward.flow.copy_(torch.tensor([2.0, -1.0]).view(1, 2, 1, 1).expand_as(output.backward.flow))
+        for stride, flow in zip(STRIDES, output.backward.flows):
+            flow.copy_(torch.tensor([2.0 / stride, -1.0 / stride]).view(1, 2, 1, 1).expand_as(flow))
+        output.forward.flow.zero_()
+        for flow in output.forward.flows:
+            flow.zero_()
+    zero = torch.zeros(BATCH, 2, HEIGHT, WIDTH)
+    gt_bw = torch.tensor([2.0 + 3.0, -1.0 + 4.0]).view(1, 2, 1, 1).expand(BATCH, 2, HEIGHT, WIDTH).clone()
+    gt_bw[:, :, :, WIDTH // 2:] = 0.0  # right half: a placeholder, 5.39 px from the prediction
+    right_unknown = torch.ones(BATCH, HEIGHT, WIDTH, dtype=torch.bool)
+    right_unknown[:, :, WIDTH // 2:] = False
+    weights = LossWeights(seg=0, photometric=0, smoothness=0, occlusion=0, temporal=0, supervised_flow=1.0)
+    config = LossConfig(supervised_flow=True, level_weights=(1.0,))
+
+    def supervised(valid_bw: torch.Tensor | None) -> float:
+        return compute_losses(output, *make_batch(), weights, config, flow_gt_fw=zero, flow_gt_bw=gt_bw,
+                              flow_valid_bw=valid_bw)["supervised_flow"].item()
+
+    # Forward exact (EPE 0); backward off by (3, 4) = 5 px on the known left half only.
+    assert supervised(right_unknown) == pytest.approx(5.0, rel=1e-5)
+    assert supervised(None) == pytest.approx((5.0 + math.hypot(2.0, 1.0)) / 2, rel=1e-5)
+    assert supervised(torch.zeros(BATCH, HEIGHT, WIDTH, dtype=torch.bool)) == pytest.approx(0.0, abs=1e-6)
+
+
 def test_full_resolution_level_matches_the_pure_functions() -> None:
     output = make_output()
     image1, image2, label1, label2 = make_batch()

@@ -11,6 +11,8 @@ label1, label2  (H, W) uint8        train ids, 255 = ignore (or the whole frame 
 flow_fw         (H, W, 2) float32   pixels, frame 1 -> 2 on frame 1's grid (zeros if unknown)
 flow_bw         (H, W, 2) float32   pixels, frame 2 -> 1 on frame 2's grid (zeros if unknown)
 flow_valid      (H, W) bool         where ``flow_fw`` is known (all False if unknown)
+flow_valid_bw   (H, W) bool         where ``flow_bw`` is known (all False if unknown: the
+                                    forward-only sets, KITTI / Sintel / FlyingChairs)
 occ_fw, occ_bw  (H, W) bool         occluded in frame 1 (resp. 2)
 has_*           bool                which targets are real rather than placeholders
 frame_gap       int                 signed gap t (negative: image2 precedes image1)
@@ -36,7 +38,7 @@ RawSample = dict[str, Any]
 IMAGE_KEYS: tuple[str, ...] = ("image1", "image2")
 LABEL_KEYS: tuple[str, ...] = ("label1", "label2")
 FLOW_KEYS: tuple[str, ...] = ("flow_fw", "flow_bw")
-MASK_KEYS: tuple[str, ...] = ("flow_valid", "occ_fw", "occ_bw")
+MASK_KEYS: tuple[str, ...] = ("flow_valid", "flow_valid_bw", "occ_fw", "occ_bw")
 FLAG_KEYS: tuple[str, ...] = ("has_flow", "has_occlusion", "has_label1", "has_label2")
 
 
@@ -59,6 +61,7 @@ def make_raw_sample(
     flow_fw: np.ndarray | None = None,
     flow_bw: np.ndarray | None = None,
     flow_valid: np.ndarray | None = None,
+    flow_valid_bw: np.ndarray | None = None,
     occ_fw: np.ndarray | None = None,
     occ_bw: np.ndarray | None = None,
     frame_gap: int = 1,
@@ -70,6 +73,9 @@ def make_raw_sample(
         label1, label2: (H, W) uint8 train ids (255 ignore) or None for an unlabelled frame.
         flow_fw: (H, W, 2) float32 pixels 1 -> 2, or None; ``flow_bw`` likewise 2 -> 1.
         flow_valid: (H, W) bool validity of ``flow_fw``; all True when a flow is given without it.
+        flow_valid_bw: (H, W) bool validity of ``flow_bw`` on frame 2's grid; all True when
+            ``flow_bw`` is given without it, all False when it is not given (so a forward-only
+            ground truth never trains the backward flow towards its zero placeholder).
         occ_fw, occ_bw: (H, W) bool occlusion masks or None (both or neither).
         frame_gap: signed gap t between the frames.
     """
@@ -105,6 +111,7 @@ def make_raw_sample(
         "label1": label_or_ignore(label1), "label2": label_or_ignore(label2),
         "flow_fw": flow_or_zeros(flow_fw), "flow_bw": flow_or_zeros(flow_bw),
         "flow_valid": mask_or(flow_valid, has_flow),
+        "flow_valid_bw": mask_or(flow_valid_bw, flow_bw is not None),
         "occ_fw": mask_or(occ_fw, False), "occ_bw": mask_or(occ_bw, False),
         "has_flow": has_flow, "has_occlusion": occ_fw is not None,
         "has_label1": label1 is not None, "has_label2": label2 is not None,

@@ -76,7 +76,8 @@ def warp_pair(sample: RawSample, matrix: np.ndarray) -> RawSample:
     """``sample`` with ``image2``/``label2`` = ``image1``/``label1`` mapped by ``matrix`` (x1 -> x2).
 
     Sets exact ``flow_fw`` / ``flow_bw`` (pixels, each on its own frame's grid), ``occ_fw`` /
-    ``occ_bw`` (leaving / entering the frame), ``flow_valid`` everywhere and the ``has_*`` flags.
+    ``occ_bw`` (leaving / entering the frame), ``flow_valid`` and ``flow_valid_bw`` everywhere
+    and the ``has_*`` flags.
     """
     height, width = sample_size(sample)
     inverse = cv2.invertAffineTransform(matrix)
@@ -99,6 +100,7 @@ def warp_pair(sample: RawSample, matrix: np.ndarray) -> RawSample:
     label2[occ_bw] = IGNORE_LABEL
     out["label2"] = label2
     out.update(flow_fw=flow_fw, flow_bw=flow_bw, flow_valid=np.ones((height, width), bool),
+               flow_valid_bw=np.ones((height, width), bool),
                occ_fw=occ_fw, occ_bw=occ_bw, has_flow=True, has_occlusion=True,
                has_label2=bool(sample["has_label1"]), frame_gap=1)
     return out

@@ -56,9 +56,9 @@ class TeacherFlow:
         min_valid_fraction: below this share of consistent pixels the teacher is not trusted on
             the pair at all (flat or badly exposed frames) and the sample stays unlabelled.
 
-    The sample gets ``flow_fw``, ``flow_bw``, ``flow_valid`` (the consistent pixels of frame 1)
-    and ``has_flow``; occlusion stays unknown (``has_occlusion`` unchanged), so the occlusion head
-    keeps learning from its own target.
+    The sample gets ``flow_fw``, ``flow_bw``, ``flow_valid`` (the consistent pixels of frame 1),
+    ``flow_valid_bw`` (those of frame 2) and ``has_flow``; occlusion stays unknown
+    (``has_occlusion`` unchanged), so the occlusion head keeps learning from its own target.
     """
 
     preset: str = "medium"
@@ -79,9 +79,11 @@ class TeacherFlow:
             return sample
         flow_fw = dis_flow(sample["image1"], sample["image2"], self.preset)
         flow_bw = dis_flow(sample["image2"], sample["image1"], self.preset)
-        valid = ~forward_backward_occlusion(flow_fw, flow_bw, self.alpha1, self.alpha2)
-        if valid.mean() < self.min_valid_fraction:
+        valid_fw = ~forward_backward_occlusion(flow_fw, flow_bw, self.alpha1, self.alpha2)
+        if valid_fw.mean() < self.min_valid_fraction:
             return sample
+        # The backward flow lives on frame 2's grid: its own check, not the forward mask.
+        valid_bw = ~forward_backward_occlusion(flow_bw, flow_fw, self.alpha1, self.alpha2)
         out = dict(sample)
-        out.update(flow_fw=flow_fw, flow_bw=flow_bw, flow_valid=valid, has_flow=True)
+        out.update(flow_fw=flow_fw, flow_bw=flow_bw, flow_valid=valid_fw, flow_valid_bw=valid_bw, has_flow=True)
         return out

@@ -65,8 +65,8 @@ def resize_sample(sample: RawSample, size: tuple[int, int]) -> RawSample:
     """Resize every array of a raw sample to ``size = (H, W)``.
 
     Images: bilinear (area when shrinking, against aliasing). Labels and masks: nearest. Dense
-    flows: bilinear with vectors scaled by W/w and H/h; a sparse ``flow_fw`` (some pixels invalid)
-    is scattered (:func:`_resize_sparse_flow`).
+    flows: bilinear with vectors scaled by W/w and H/h; a sparse flow (some pixels of its validity
+    mask invalid) is scattered (:func:`_resize_sparse_flow`).
     """
     height, width = int(size[0]), int(size[1])
     if height <= 0 or width <= 0:
@@ -84,13 +84,13 @@ def resize_sample(sample: RawSample, size: tuple[int, int]) -> RawSample:
     for key in ("occ_fw", "occ_bw"):
         out[key] = cv2.resize(sample[key].astype(np.uint8), (width, height),
                               interpolation=cv2.INTER_NEAREST).astype(bool)
-    valid = sample["flow_valid"]
-    if sample["has_flow"] and not valid.all():
-        out["flow_fw"], out["flow_valid"] = _resize_sparse_flow(sample["flow_fw"], valid, (height, width))
-    else:
-        out["flow_fw"] = resize_flow(sample["flow_fw"], (height, width))
-        out["flow_valid"] = np.full((height, width), bool(valid.all()) and sample["has_flow"], bool)
-    out["flow_bw"] = resize_flow(sample["flow_bw"], (height, width))
+    for flow_key, valid_key in (("flow_fw", "flow_valid"), ("flow_bw", "flow_valid_bw")):
+        valid = sample[valid_key]
+        if sample["has_flow"] and valid.any() and not valid.all():
+            out[flow_key], out[valid_key] = _resize_sparse_flow(sample[flow_key], valid, (height, width))
+        else:
+            out[flow_key] = resize_flow(sample[flow_key], (height, width))
+            out[valid_key] = np.full((height, width), bool(valid.all()) and sample["has_flow"], bool)
     return out
 
 
