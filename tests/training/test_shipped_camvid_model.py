@@ -24,7 +24,7 @@ def test_manifest_names_the_camvid_classes_size_and_training_data() -> None:
     manifest = load_manifest(MODEL.with_suffix(".json"))
     assert list(manifest.class_names) == list(CAMVID_CLASS_NAMES)
     assert np.array_equal(np.asarray(manifest.palette), np.asarray(CAMVID_PALETTE))
-    assert (manifest.input_height, manifest.input_width) == (256, 320)
+    assert (manifest.input_height, manifest.input_width) == (320, 384)
     sources = {entry["name"]: entry for entry in manifest.training_data}
     assert {"camvid", "davis", "kitti_odometry", "video", "synthetic"} <= set(sources)
     assert "non-commercial" in sources["camvid"]["terms"]
