@@ -56,6 +56,9 @@ NAMESPACE = "/efc_bench"
 CORE_TOPICS = ("segmentation", "flow", "occlusion")
 COLOUR_TOPICS = ("segmentation/color", "flow/color", "overlay")
 NO_FLOW_TOPICS = ("segmentation", "occlusion")
+#: Lockstep phases: name -> the outputs the client subscribes to.
+PHASES: dict[str, tuple[str, ...]] = {"without_colour": CORE_TOPICS, "with_colour": CORE_TOPICS + COLOUR_TOPICS,
+                                      "flow_not_subscribed": NO_FLOW_TOPICS}
 STAGES = ("queue", "decode", "preprocess", "inference", "postprocess", "publish", "end_to_end")
 
 
@@ -282,9 +285,7 @@ def run_one(model: Path, args: argparse.Namespace, env: dict[str, str]) -> dict:
     results: dict = {}
     bench = Bench(model, args.threads, folder / "node_reliable.log", args.max_frame_gap, reliable=True)
     try:
-        for index, (phase, topics) in enumerate((("without_colour", CORE_TOPICS),
-                                                 ("with_colour", CORE_TOPICS + COLOUR_TOPICS),
-                                                 ("flow_not_subscribed", NO_FLOW_TOPICS))):
+        for index, (phase, topics) in enumerate(PHASES.items()):
             bench.subscribe(topics)
             results[f"lockstep_{phase}"] = bench.lockstep(lockstep_frames, 1000 * index)
     finally:
@@ -302,13 +303,13 @@ def run_one(model: Path, args: argparse.Namespace, env: dict[str, str]) -> dict:
     # difference in ms is what the node itself adds.
     results["overhead_ms_p50"] = {
         phase: results[f"lockstep_{phase}"]["node"]["p50"] - results[f"lockstep_{phase}"]["bare_perceptor"]["p50"]
-        for phase in ("without_colour", "with_colour", "flow_not_subscribed")
+        for phase in PHASES
     }
     for statistic in ("p50", "p99"):
         results[f"overhead_ratio_{statistic}"] = {
             phase: results[f"lockstep_{phase}"]["node"][statistic]
             / results[f"lockstep_{phase}"]["bare_perceptor"][statistic]
-            for phase in ("without_colour", "with_colour", "flow_not_subscribed")
+            for phase in PHASES
         }
     return results
 
@@ -321,7 +322,7 @@ def summary_lines(results: dict) -> list[str]:
         lines.append(f"[{run}] delivered {delivered['received_by_node']}/{delivered['sent']} "
                      f"({100 * delivered['delivered_fraction']:.0f} %), lost by stamps "
                      f"{delivered['lost_in_transport_by_stamps']}")
-        for phase in ("without_colour", "with_colour", "flow_not_subscribed"):
+        for phase in PHASES:
             lock = data[f"lockstep_{phase}"]
             lines.append(f"[{run}] {phase:20s} node p50 {lock['node']['p50']:6.1f} p99 {lock['node']['p99']:6.1f} | "
                          "bare p50 "
