@@ -83,6 +83,16 @@ class FlowMetrics:
         }
 
 
+def confusion_iou(confusion: np.ndarray) -> np.ndarray:
+    """Per-class IoU (K,) of a (K, K) confusion matrix (rows ground truth, columns prediction).
+
+    A class absent from both the ground truth and the predictions has IoU NaN.
+    """
+    true_positive = np.diag(confusion).astype(np.float64)
+    union = confusion.sum(axis=0) + confusion.sum(axis=1) - true_positive
+    return np.where(union > 0, true_positive / np.maximum(union, 1), np.nan)
+
+
 class SegmentationMetrics:
     """Confusion matrix over a dataset: per-class IoU, mIoU and pixel accuracy.
 
@@ -119,14 +129,12 @@ class SegmentationMetrics:
 
     def compute(self) -> dict[str, Any]:
         """``{"miou", "pixel_accuracy", "iou": {name: IoU or None}}``, ratios in [0, 1]."""
-        true_positive = np.diag(self.confusion).astype(np.float64)
-        union = self.confusion.sum(axis=0) + self.confusion.sum(axis=1) - true_positive
-        iou = {name: (float(tp / u) if u > 0 else None)
-               for name, tp, u in zip(self.class_names, true_positive, union)}
+        iou = {name: (None if np.isnan(value) else float(value))
+               for name, value in zip(self.class_names, confusion_iou(self.confusion))}
         present = [value for value in iou.values() if value is not None]
         return {
             "miou": float(np.mean(present)) if present else None,
-            "pixel_accuracy": _ratio(true_positive.sum(), self.confusion.sum()),
+            "pixel_accuracy": _ratio(float(np.trace(self.confusion)), self.confusion.sum()),
             "iou": iou,
         }
 

@@ -20,6 +20,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from efc_core.metrics import FlowMetrics, OcclusionMetrics, SegmentationMetrics, TemporalConsistency
+from training.config import TrainConfig, from_dict
 from training.loop import normalise_images
 
 #: Where recipes read data in the development workplace; never written into a shipped file.
@@ -152,25 +153,33 @@ def build_eval_dataset(checkpoint: dict[str, Any], name: str, root: str | None, 
     (``training.ship``) are looked up under ``data_root``.
     """
     if name == "synthetic":
-        from training.config import TrainConfig, from_dict
         from training.loop import build_datasets
 
-        config = from_dict(TrainConfig, checkpoint.get("train_config") or {})
-        config.data.synthetic.texture_dirs = [
-            str(Path(data_root) / folder.removeprefix(SHIPPED_DATA_PREFIX)) if folder.startswith(SHIPPED_DATA_PREFIX)
-            else folder for folder in config.data.synthetic.texture_dirs]
-        if config.data.dataset != "synthetic":
-            raise ValueError(f"the checkpoint was trained on {config.data.dataset!r}, not on synthetic data: "
-                             "its synthetic generator settings are unknown")
-        model_classes = (checkpoint.get("model_config") or {}).get("num_classes", config.model.num_classes)
-        config.model.num_classes = model_classes
-        config.data.synthetic.val_sequences = num_sequences or config.data.synthetic.val_sequences or 4
         if split != "val":
             raise ValueError(f"synthetic evaluation uses the held-out 'val' split, got {split!r}")
+        config = synthetic_run_config(checkpoint, data_root)
+        config.data.synthetic.val_sequences = num_sequences or config.data.synthetic.val_sequences or 4
         return build_datasets(config)[1]
     from efc_core.data.datasets import build_dataset
 
     return build_dataset(name, root, split)
+
+
+def synthetic_run_config(checkpoint: dict[str, Any], data_root: str = "../shared/data") -> TrainConfig:
+    """The training config of ``checkpoint``'s synthetic run, with its texture folders found again.
+
+    Texture folders a shipped checkpoint names as ``<data root>/...`` (``training.ship``) are looked
+    up under ``data_root``; ``ValueError`` when the run did not train on synthetic video.
+    """
+    config = from_dict(TrainConfig, checkpoint.get("train_config") or {})
+    if config.data.dataset != "synthetic":
+        raise ValueError(f"the checkpoint was trained on {config.data.dataset!r}, not on synthetic data: "
+                         "its synthetic generator settings are unknown")
+    config.data.synthetic.texture_dirs = [
+        str(Path(data_root) / folder.removeprefix(SHIPPED_DATA_PREFIX)) if folder.startswith(SHIPPED_DATA_PREFIX)
+        else folder for folder in config.data.synthetic.texture_dirs]
+    config.model.num_classes = (checkpoint.get("model_config") or {}).get("num_classes", config.model.num_classes)
+    return config
 
 
 def baseline_metrics(dataset: Dataset | Iterable, methods: Iterable[str], *, occlusion_threshold: float = 0.5,
