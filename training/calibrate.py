@@ -105,7 +105,7 @@ def collect_logits(model: torch.nn.Module, samples: Iterable[dict[str, Any]], *,
             continue
         image = normalise_images(sample["image1"][None].float())
         height, width = image.shape[-2:]
-        logits = model.segment(model.encode(model._pad(image)), out_size=(height, width)).logits[0]
+        logits = model.segment(model.encode(model.pad(image)), out_size=(height, width)).logits[0]
         logits = logits[:, ::pixel_stride, ::pixel_stride].reshape(logits.shape[0], -1).float().numpy()
         labels = sample["label1"][::pixel_stride, ::pixel_stride].reshape(-1).numpy().astype(np.int64)
         keep = labels != ignore_index

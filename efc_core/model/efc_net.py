@@ -80,7 +80,7 @@ class EFCNet(nn.Module):
                              f"{tuple(image1.shape)} and {tuple(image2.shape)}")
         batch = image1.shape[0]
         out_size = (int(image1.shape[-2]), int(image1.shape[-1]))
-        images = self._pad(torch.cat((image1, image2), dim=0))
+        images = self.pad(torch.cat((image1, image2), dim=0))
         features = self.encode(images)
         segmentation = self.segment(features, out_size)
         logits1, logits2 = segmentation.logits.split(batch)
@@ -103,9 +103,10 @@ class EFCNet(nn.Module):
         output.forward, output.backward = _split_prediction(both, batch)
         return output
 
-    def _pad(self, images: torch.Tensor) -> torch.Tensor:
-        """Pad right / bottom to ``contract.padded_size`` with ``config.pad_mode`` (the mode an
-        export records in its manifest, so the runtime's preprocessing pads the same way).
+    def pad(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) normalised images padded right / bottom to ``contract.padded_size``, the
+        grid :meth:`encode` needs, with ``config.pad_mode`` (the mode an export records in its
+        manifest, so the runtime's preprocessing pads the same way).
         """
         height, width = (int(v) for v in images.shape[-2:])
         padded_height, padded_width = padded_size(height, width)

@@ -160,7 +160,7 @@ def test_replicate_padding_equals_efcnet_padding() -> None:
     normalised = preprocess(image, compute_geometry((37, 91), (37, 91), "pad"), IMAGENET_MEAN, IMAGENET_STD)
     model = EFCNet.__new__(EFCNet)  # only _pad is used: no weights needed
     model.config = type("Config", (), {"pad_mode": "replicate"})()
-    theirs = EFCNet._pad(model, torch.from_numpy(normalised)).numpy()
+    theirs = EFCNet.pad(model, torch.from_numpy(normalised)).numpy()
     assert theirs.shape == ours.shape == (1, 3, 64, 128)
     np.testing.assert_allclose(ours, theirs, atol=1e-6)
     zeros = preprocess(image, geometry, IMAGENET_MEAN, IMAGENET_STD, pad_mode="zeros")
