@@ -9,6 +9,10 @@ so consecutive val frames form the pairs of the temporal-consistency measures:
   (``efc_core.metrics.TemporalConsistency``), over pixels the occlusion mask keeps;
 * ``tc_pixel_agreement``: the plain share of those pixels whose two labels agree.
 
+On a split of several sequences (``--split train``: 0001TP, 0006R0, 0016E5) each sequence is its
+own stream (its own ``frame_id``, so no pair and no temporal fusion spans two sequences) and the
+report adds ``miou_per_sequence``.
+
 Both are given with the model's own flow and occlusion (what a user of the node gets) and with
 OpenCV DIS-medium flow (a flow that does not come from the model, so a model cannot look
 consistent by predicting no motion), each with and without the runtime's temporal fusion.
@@ -55,6 +59,11 @@ def camvid_val_frames(root: Path, split: str = "val") -> list[tuple[Path, Path]]
     return pairs
 
 
+def camvid_sequence(image_path: Path) -> str:
+    """The sequence of a CamVid frame file: its name before the first underscore (``0016E5_07959.png``)."""
+    return image_path.name.split("_", 1)[0]
+
+
 def read_camvid_label(path: Path) -> np.ndarray:
     """(H, W) uint8 CamVid class ids 0..10, void (11) -> 255."""
     label = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
@@ -77,7 +86,7 @@ def evaluate_camvid(model_path: Path, root: Path, fusions: Sequence[float] = (0.
     """Metrics of ``model_path`` on CamVid ``split`` for every temporal-fusion weight in ``fusions``.
 
     Returns ``{"model", "split", "frames", "class_names", "runs": [{"temporal_fusion", "miou",
-    "pixel_accuracy", "iou": {class: IoU}, "tc_own_flow": {"tc_miou", "tc_pixel_agreement"},
+    "pixel_accuracy", "iou": {class: IoU}, "miou_per_sequence": {sequence: mIoU}, "tc_own_flow": {"tc_miou", "tc_pixel_agreement"},
     "tc_dis_medium_flow": {...}, "ms_per_frame_median", "ms_per_frame_p90", "fps"}]}``.
     """
     frames = camvid_val_frames(root, split)[:max_frames]
@@ -90,16 +99,22 @@ def evaluate_camvid(model_path: Path, root: Path, fusions: Sequence[float] = (0.
         names = list(perceptor.manifest.class_names)
         report["class_names"] = names
         segmentation = SegmentationMetrics(len(names), class_names=names)
+        per_sequence: dict[str, SegmentationMetrics] = {}
         tc_own = TemporalConsistency(len(names), flow_source="model")
         tc_dis = TemporalConsistency(len(names), flow_source="opencv-dis-medium")
         times_ms: list[float] = []
         previous: tuple[np.ndarray, np.ndarray] | None = None   # (image, labels) of frame t-1
         for index, (image_path, label_path) in enumerate(frames):
-            image = read_rgb(image_path)
+            image, sequence = read_rgb(image_path), camvid_sequence(image_path)
             started = time.perf_counter()
-            result = perceptor.process(image, 1_000_000_000 + index * VAL_PERIOD_NS, "camvid")
+            # One frame_id per sequence: the Perceptor never pairs (or fuses) across a cut.
+            result = perceptor.process(image, 1_000_000_000 + index * VAL_PERIOD_NS, f"camvid/{sequence}")
             times_ms.append((time.perf_counter() - started) * 1000.0)
-            segmentation.update(result.segmentation, read_camvid_label(label_path))
+            label = read_camvid_label(label_path)
+            segmentation.update(result.segmentation, label)
+            if sequence not in per_sequence:
+                per_sequence[sequence] = SegmentationMetrics(len(names), class_names=names)
+            per_sequence[sequence].update(result.segmentation, label)
             if previous is not None and result.flow is not None:
                 flow, occlusion = result.flow, result.occlusion
                 if result.flow_direction != "forward":
@@ -115,6 +130,7 @@ def evaluate_camvid(model_path: Path, root: Path, fusions: Sequence[float] = (0.
         report["runs"].append({
             "temporal_fusion": fusion, "miou": seg["miou"], "pixel_accuracy": seg["pixel_accuracy"],
             "iou": seg["iou"],
+            "miou_per_sequence": {name: metrics.compute()["miou"] for name, metrics in per_sequence.items()},
             "tc_own_flow": {"tc_miou": own["tc"], "tc_pixel_agreement": own["pixel_agreement"]},
             "tc_dis_medium_flow": {"tc_miou": other["tc"], "tc_pixel_agreement": other["pixel_agreement"]},
             "ms_per_frame_median": median, "ms_per_frame_p90": float(np.percentile(times_ms, 90)),
@@ -148,6 +164,10 @@ def format_table(report: dict) -> str:
     lines = [header, row("mIoU", [r["miou"] for r in runs]), row("pixel accuracy", [r["pixel_accuracy"] for r in runs])]
     for name in report["class_names"]:
         lines.append(row(f"  IoU {name}", [r["iou"].get(name) for r in runs]))
+    sequences = list(runs[0]["miou_per_sequence"])
+    if len(sequences) > 1:
+        for name in sequences:
+            lines.append(row(f"  mIoU sequence {name}", [r["miou_per_sequence"][name] for r in runs]))
     for source in ("tc_own_flow", "tc_dis_medium_flow"):
         lines.append(row(f"TC mIoU ({source[3:]})", [r[source]["tc_miou"] for r in runs]))
         lines.append(row(f"TC pixel agreement ({source[3:]})", [r[source]["tc_pixel_agreement"] for r in runs]))

@@ -53,8 +53,10 @@ class NodeProcess:
         """Start ``python -m module *program_args --ros-args ...``; stdout and stderr go to ``log_path``."""
         require_loopback_environment()
         self.log_path = log_path
+        # PYTHONFAULTHANDLER: a crash in native code (rclpy, DDS, ONNX Runtime) prints every thread's
+        # Python stack into the log, which the failing assertion shows.
         env = dict(os.environ, PYTHONUNBUFFERED="1", RCUTILS_LOGGING_BUFFERED_STREAM="0",
-                   RCUTILS_COLORIZED_OUTPUT="0", OMP_NUM_THREADS="1")
+                   RCUTILS_COLORIZED_OUTPUT="0", OMP_NUM_THREADS="1", PYTHONFAULTHANDLER="1")
         self._log_file = open(log_path, "w")
         command = [sys.executable, "-m", module, *program_args, *node_arguments(parameters, **arguments)]
         self.process = subprocess.Popen(command, stdout=self._log_file, stderr=subprocess.STDOUT, env=env,
