@@ -86,8 +86,9 @@ def evaluate_camvid(model_path: Path, root: Path, fusions: Sequence[float] = (0.
     """Metrics of ``model_path`` on CamVid ``split`` for every temporal-fusion weight in ``fusions``.
 
     Returns ``{"model", "split", "frames", "class_names", "runs": [{"temporal_fusion", "miou",
-    "pixel_accuracy", "iou": {class: IoU}, "miou_per_sequence": {sequence: mIoU}, "tc_own_flow": {"tc_miou", "tc_pixel_agreement"},
-    "tc_dis_medium_flow": {...}, "ms_per_frame_median", "ms_per_frame_p90", "fps"}]}``.
+    "pixel_accuracy", "iou": {class: IoU}, "miou_per_sequence": {sequence: mIoU},
+    "tc_own_flow": {"tc_miou", "tc_pixel_agreement"}, "tc_dis_medium_flow": {...},
+    "ms_per_frame_median", "ms_per_frame_p90", "fps"}]}``.
     """
     frames = camvid_val_frames(root, split)[:max_frames]
     if len(frames) < 2:
