@@ -3,7 +3,8 @@
 ``Perceptor.process(image, stamp_ns, frame_id)`` is the one call the ROS node, the bag tools and
 the benchmarks make. Per frame it runs one straight line, each step a leaf call made once:
 pair decision (``pairing``) -> ``preprocess`` (one resize straight into a preallocated
-normalised NCHW buffer) -> backend -> ``postprocess`` (everything back to the input resolution).
+normalised NCHW buffer) -> backend -> ``postprocess`` (everything back to the input resolution)
+-> optional flow refinement (``flow_refinement``).
 Decoding before and rendering after belong to the caller.
 
 With a streaming backend (encoder + decoder graphs) each frame is encoded exactly once: its
@@ -22,6 +23,12 @@ import numpy as np
 
 from efc_core.contract import RESIZE_MODES, FlowDirection
 from efc_core.errors import InputError
+from efc_core.flow_refinement import (
+    DEFAULT_REFINEMENT_ITERATIONS,
+    DEFAULT_REFINEMENT_PIXELS,
+    FLOW_REFINEMENTS,
+    VariationalFlowRefiner,
+)
 from efc_core.pairing import FramePairer
 from efc_core.postprocess import PostprocessRequest, flow_output_size, postprocess
 from efc_core.preprocess import ResizeGeometry, check_image, new_input_tensor, plan_geometry, preprocess
@@ -45,7 +52,8 @@ class PerceptionResult:
     is None) or when the caller did not ask for it (``process(with_flow=False)``); smaller than
     the input with ``flow_scale < 1`` (vectors then in pixels of the flow grid).
     occlusion: (H, W) float32 probability on the flow's grid, or None like ``flow``.
-    timings_ms: "preprocess", "inference" (encode + decode), "postprocess", "total".
+    timings_ms: "preprocess", "inference" (encode + decode), "postprocess" (with the flow
+    refinement when it is on), "total".
     """
 
     stamp_ns: int
@@ -67,6 +75,7 @@ class _KeptFrame:
     features: Features | None = None        # streaming: encoder features
     tensor: np.ndarray | None = None        # single graph: the preprocessed (1, 3, h, w) input
     probabilities: np.ndarray | None = None  # temporal fusion: (h_content, w_content, K)
+    grey: np.ndarray | None = None           # flow refinement: the working image
 
 
 @dataclass
@@ -98,6 +107,10 @@ class Perceptor:
         max_input_pixels: dynamic models without ``input_size``: a frame whose padded size has more
             pixels than this runs at the size of at most this many pixels that fits its aspect
             best (``preprocess.aspect_fit_size``); 0 = no limit.
+        flow_refinement: "off" (the network's flow as it is) or "variational"
+            (``efc_core.flow_refinement``: the flow refined on the two frames after the backend;
+            occlusion stays the network's, temporal fusion uses the network's flow).
+        refinement_iterations, refinement_max_pixels: its fixed-point iterations and working size.
     """
 
     def __init__(
@@ -111,6 +124,9 @@ class Perceptor:
         streaming: bool = True,
         output_probabilities: bool = False,
         max_input_pixels: int = 0,
+        flow_refinement: str = "off",
+        refinement_iterations: int = DEFAULT_REFINEMENT_ITERATIONS,
+        refinement_max_pixels: int = DEFAULT_REFINEMENT_PIXELS,
     ) -> None:
         if resize_mode not in RESIZE_MODES:
             raise ValueError(f"unknown resize_mode {resize_mode!r}; expected one of {RESIZE_MODES}")
@@ -118,6 +134,8 @@ class Perceptor:
             raise ValueError(f"temporal_fusion must be in [0, 1], got {temporal_fusion!r}")
         if isinstance(max_input_pixels, bool) or not isinstance(max_input_pixels, int) or max_input_pixels < 0:
             raise ValueError(f"max_input_pixels must be an int >= 0, got {max_input_pixels!r}")
+        if flow_refinement not in FLOW_REFINEMENTS:
+            raise ValueError(f"unknown flow_refinement {flow_refinement!r}; expected one of {FLOW_REFINEMENTS}")
         self.backend = backend
         self.manifest = backend.manifest
         self.input_size = tuple(input_size) if input_size is not None else None
@@ -126,6 +144,9 @@ class Perceptor:
         self.streaming = bool(streaming and backend.supports_streaming)
         self.output_probabilities = bool(output_probabilities)
         self.max_input_pixels = max_input_pixels
+        self.flow_refinement = flow_refinement
+        self._refiner = (VariationalFlowRefiner(refinement_iterations, refinement_max_pixels)
+                         if flow_refinement == "variational" else None)
         self._direction = self.manifest.direction
         self._input_dtype = np.dtype(self.manifest.dtype_of(self.manifest.input_names[1]))
         self._pairer: FramePairer[_KeptFrame] = FramePairer(max_frame_gap_s)
@@ -229,6 +250,14 @@ class Perceptor:
             flow_is_forward=self._direction is FlowDirection.FORWARD)
         outputs_at_input = postprocess(outputs, plan.geometry, request)
         kept.probabilities = outputs_at_input.content_probabilities
+        flow = outputs_at_input.flow
+        if self._refiner is not None:
+            kept.grey = self._refiner.prepare(image)   # this frame is the next pair's partner too
+            if flow is not None and previous is not None and previous.grey is not None:
+                # forward: previous frame -> this frame on the previous frame's grid; backward: the reverse.
+                forward = self._direction is FlowDirection.FORWARD
+                flow = self._refiner.refine(previous.grey if forward else kept.grey,
+                                            kept.grey if forward else previous.grey, flow)
         done = time.perf_counter()
 
         self._pairer.accept(stamp_ns, frame_id, size, kept, image_format)
@@ -244,7 +273,7 @@ class Perceptor:
             prev_stamp_ns=decision.prev_stamp_ns,
             segmentation=outputs_at_input.segmentation,
             seg_probabilities=outputs_at_input.probabilities,
-            flow=outputs_at_input.flow,
+            flow=flow,
             occlusion=outputs_at_input.occlusion,
             pair_reset_reason=decision.reset_reason,
             timings_ms=timings,

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from efc_core.contract import RESIZE_MODES
+from efc_core.flow_refinement import DEFAULT_REFINEMENT_ITERATIONS, DEFAULT_REFINEMENT_PIXELS, FLOW_REFINEMENTS
 from efc_core.perceptor import Perceptor
 from efc_core.runtime import BACKENDS, Backend
 
@@ -78,6 +79,16 @@ class PerceptorConfig:
     temporal_fusion: float = setting(
         0.0, "Weight of the previous frame's flow-warped class probabilities in the current segmentation "
         "(0 = off).", limits=(0.0, 0.95), runtime=True)
+    flow_refinement: str = setting(
+        "variational", "variational: the network's flow refined on the two frames by OpenCV's variational "
+        "refinement (CPU, about 3 ms per frame at the default working size; sharper small motions); off: the "
+        "network's flow as it is. Occlusion is always the network's.", choices=FLOW_REFINEMENTS, runtime=True)
+    flow_refinement_iterations: int = setting(
+        DEFAULT_REFINEMENT_ITERATIONS, "Fixed-point iterations of the flow refinement (more: slower, sharper).",
+        limits=(1, 100), runtime=True)
+    flow_refinement_pixels: int = setting(
+        DEFAULT_REFINEMENT_PIXELS, "Working size of the flow refinement: frames scaled down (aspect kept) to at "
+        "most this many pixels.", limits=(64, 1 << 24), runtime=True)
 
     def __post_init__(self) -> None:
         for spec in PERCEPTOR_FIELDS:
@@ -199,5 +210,8 @@ def build_perceptor(config: PerceptorConfig, backend: Backend | None = None, **e
         temporal_fusion=config.temporal_fusion,
         streaming=config.streaming,
         max_input_pixels=config.max_input_pixels,
+        flow_refinement=config.flow_refinement,
+        refinement_iterations=config.flow_refinement_iterations,
+        refinement_max_pixels=config.flow_refinement_pixels,
         **extra,
     )

@@ -1,9 +1,10 @@
 """Evaluate a checkpoint on held-out pairs (docs/METHOD.md §5).
 
 ``python -m training.evaluate CHECKPOINT --dataset synthetic [--root DIR] [--split val]
-[--num-sequences N] --output metrics.json`` prints a table and writes the metrics as JSON: mIoU
-and per-class IoU, EPE (all / non-occluded / occluded), Fl-all, occlusion F1, and temporal
-consistency with the model's own flow and with ground-truth flow when the data has it.
+[--num-sequences N] [--flow-refinement variational] --output metrics.json`` prints a table and
+writes the metrics as JSON: mIoU and per-class IoU, EPE (all / non-occluded / occluded), Fl-all,
+occlusion F1, and temporal consistency with the model's own flow and with ground-truth flow when
+the data has it.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from efc_core.flow_refinement import FLOW_REFINEMENTS, VariationalFlowRefiner
 from efc_core.metrics import FlowMetrics, OcclusionMetrics, SegmentationMetrics, TemporalConsistency
 from training.config import TrainConfig, from_dict
 from training.loop import normalise_images
@@ -47,6 +49,7 @@ def evaluate_model(
     batch_size: int = 4,
     max_batches: int | None = None,
     occlusion_threshold: float = 0.5,
+    flow_refiner: VariationalFlowRefiner | None = None,
 ) -> dict[str, Any]:
     """Metrics of ``model`` over pairs (sample dicts with ``image1``/``image2`` in [0, 1]).
 
@@ -58,6 +61,8 @@ def evaluate_model(
     Returns a JSON-ready dict: ``miou``, ``pixel_accuracy``, ``iou`` (per class), ``epe``,
     ``epe_noc``, ``epe_occ``, ``fl_all``, ``zero_flow_epe`` (the do-nothing baseline on the same
     pixels), ``occlusion_f1``/``_precision``/``_recall``, ``tc_own_flow``, ``tc_gt_flow``, ``pairs``.
+    With ``flow_refiner`` the flow is refined on the pair first, as the node's default
+    ``flow_refinement`` does (occlusion and segmentation stay the network's).
     """
     if num_classes is None:
         num_classes = getattr(getattr(model, "config", None), "num_classes", None)
@@ -82,6 +87,10 @@ def evaluate_model(
         labels2 = output.seg_logits2.argmax(1).cpu().numpy().astype(np.uint8)
         flow = output.forward.flow.permute(0, 2, 3, 1).float().cpu().numpy()
         occ_prob = output.forward.occlusion[:, 0].float().cpu().numpy()
+        if flow_refiner is not None:
+            frames1, frames2 = (_uint8_frames(images) for images in (image1, image2))
+            flow = np.stack([flow_refiner.refine(flow_refiner.prepare(first), flow_refiner.prepare(second), pair_flow)
+                             for first, second, pair_flow in zip(frames1, frames2, flow)])
         for i in range(image1.shape[0]):
             pairs += 1
             gt_label = batch["label1"][i].numpy()
@@ -102,6 +111,11 @@ def evaluate_model(
                 occlusion.update(occ_prob[i], batch["occ_fw"][i].numpy(), valid=known)
     model.train(was_training)
     return _assemble(segmentation, flow_metrics, zero_flow, occlusion, tc_own, tc_gt, pairs, has_flow_gt)
+
+
+def _uint8_frames(images: torch.Tensor) -> np.ndarray:
+    """(B, 3, H, W) RGB in [0, 1] -> (B, H, W, 3) uint8, what a camera delivers."""
+    return (images.clamp(0, 1) * 255.0).round().byte().permute(0, 2, 3, 1).cpu().numpy()
 
 
 def _assemble(segmentation, flow_metrics, zero_flow, occlusion, tc_own, tc_gt, pairs, has_flow_gt) -> dict[str, Any]:
@@ -251,6 +265,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="synthetic: generate the held-out set of this checkpoint's training run instead "
                              "(a stage trained on a mixture continues one trained on synthetic video)")
     parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--flow-refinement", default="off", choices=FLOW_REFINEMENTS,
+                        help="variational: score the flow as the node publishes it by default (refined on the pair); "
+                             "off: the network's flow")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--num-threads", type=int, default=0)
     parser.add_argument("--output", default=None, help="metrics JSON path")
@@ -270,8 +287,10 @@ def main(argv: list[str] | None = None) -> int:
                                  args.data_root)
     metrics = evaluate_model(model.to(args.device), dataset, device=args.device,
                              class_names=list(state.get("class_names") or []) or None,
-                             batch_size=args.batch_size)
+                             batch_size=args.batch_size,
+                             flow_refiner=VariationalFlowRefiner() if args.flow_refinement == "variational" else None)
     metrics = {"checkpoint": str(args.checkpoint), "dataset": args.dataset, "split": args.split,
+               "flow_refinement": args.flow_refinement,
                **({"held_out_set_of": str(args.synthetic_from)} if args.synthetic_from else {}),
                "tc_flow_sources": {"tc_own_flow": "model forward flow", "tc_gt_flow": "ground truth"},
                **metrics}

@@ -38,10 +38,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from efc_core.errors import EfcError
 from efc_core.data.datasets.teacher_flow import DIS_PRESETS, grey
 from efc_core.data.formats import list_images, natural_sort_key, read_flo, read_occlusion_png, read_rgb
+from efc_core.errors import EfcError
 from efc_core.flow_ops import forward_backward_occlusion, inside_image, warp_image
+from efc_core.flow_refinement import FLOW_REFINEMENTS
 from efc_core.metrics import FlowMetrics, OcclusionMetrics
 
 FlowFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -111,17 +112,18 @@ class PerceptorEstimator:
         input_size: (H, W) model input, or None for the manifest's.
         threads: inference threads.
         resize_mode: ``letterbox`` (the node's default) or ``stretch``.
+        flow_refinement: ``variational`` (the node's default) or ``off`` (the network's flow alone).
     """
 
     def __init__(self, model_path: str | Path, input_size: tuple[int, int] | None = None, threads: int = 2,
-                 resize_mode: str = "letterbox") -> None:
+                 resize_mode: str = "letterbox", flow_refinement: str = "variational") -> None:
         from efc_core.perceptor_config import PerceptorConfig, build_perceptor
 
         path = Path(model_path)
         height, width = input_size if input_size is not None else (0, 0)
         self.perceptor = build_perceptor(PerceptorConfig(
             backend="torch" if path.suffix == ".pt" else "onnxruntime", model_path=str(path), threads=threads,
-            input_height=height, input_width=width, resize_mode=resize_mode))
+            input_height=height, input_width=width, resize_mode=resize_mode, flow_refinement=flow_refinement))
         self._backward = self.perceptor.manifest.flow_direction == "backward"
         self._last: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None] | None = None
 
@@ -254,9 +256,12 @@ def flyingchairsocc_f1(root: Path, occlusion_fn: OcclusionFn) -> dict[str, float
     return result
 
 
-def build_method(method: str, size: tuple[int, int] | None, threads: int,
-                 resize_mode: str = "letterbox") -> tuple[FlowFn, OcclusionFn | None]:
-    """``zero`` | ``dis-<preset>`` (occlusion: forward-backward check) | a model path."""
+def build_method(method: str, size: tuple[int, int] | None, threads: int, resize_mode: str = "letterbox",
+                 flow_refinement: str = "variational") -> tuple[FlowFn, OcclusionFn | None]:
+    """``zero`` | ``dis-<preset>`` (occlusion: forward-backward check) | a model path.
+
+    ``size``, ``resize_mode`` and ``flow_refinement`` apply to models only.
+    """
     if method == "zero":
         return zero_flow_fn, lambda image1, image2: np.zeros(image1.shape[:2], bool)
     if method.startswith("dis-"):
@@ -267,20 +272,24 @@ def build_method(method: str, size: tuple[int, int] | None, threads: int,
         raise ValueError(f"unknown method {method!r}; expected one of {BASELINE_METHODS} or a .onnx / .pt model")
     if not path.is_file():
         raise FileNotFoundError(f"model not found: {path}")
-    estimator = PerceptorEstimator(path, size, threads=threads, resize_mode=resize_mode)
+    estimator = PerceptorEstimator(path, size, threads=threads, resize_mode=resize_mode,
+                                   flow_refinement=flow_refinement)
     return estimator.flow_fn, estimator.occlusion_fn
 
 
 def evaluate_real(method: str, data_root: Path, size: tuple[int, int] | None = None, every: int = 3,
-                  gap_frames: int = 1, threads: int = 2, resize_mode: str = "letterbox") -> dict:
+                  gap_frames: int = 1, threads: int = 2, resize_mode: str = "letterbox",
+                  flow_refinement: str = "variational") -> dict:
     """The full report of ``method`` over whatever of ``data_root``'s sets is present.
 
     The report keeps the key ``gap`` for ``gap_frames`` (reports already written use it).
     """
     cv2.setNumThreads(threads)
-    flow_fn, occlusion_fn = build_method(method, size, threads, resize_mode)
+    flow_fn, occlusion_fn = build_method(method, size, threads, resize_mode, flow_refinement)
     report: dict = {"method": method, "input_size_hw": list(size) if size else None, "every": every, "gap": gap_frames,
                     "threads": threads, "missing": []}
+    if method not in BASELINE_METHODS:
+        report["flow_refinement"] = flow_refinement
     real = data_root / "real"
     for key, folder, subdir in (("davis", real / "davis", "frames"), ("kitti_odometry", real / "kitti_odometry", "")):
         if not folder.is_dir():
@@ -336,6 +345,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="folder holding real/, middlebury-rubberwhale/, flyingchairsocc-sample/")
     parser.add_argument("--size", default=None, help="model input WIDTHxHEIGHT (models only; default: the manifest's)")
     parser.add_argument("--resize-mode", default="letterbox", choices=["letterbox", "stretch"])
+    parser.add_argument("--flow-refinement", default="variational", choices=FLOW_REFINEMENTS,
+                        help="models only: the node's default refinement of the network's flow, or the network alone")
     parser.add_argument("--every", type=int, default=3, help="use every k-th pair of each sequence")
     parser.add_argument("--gap", dest="gap_frames", type=int, default=1,
                         help="frames between the two frames of a pair")
@@ -347,7 +358,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         size = parse_size_wh(args.size) if args.size else None
         report = evaluate_real(args.method, args.data_root, size, args.every, args.gap_frames, args.threads,
-                               args.resize_mode)
+                               args.resize_mode, args.flow_refinement)
     except (EfcError, ValueError, FileNotFoundError, RuntimeError) as error:
         print(f"real_eval: error: {error}", file=sys.stderr)
         return 2

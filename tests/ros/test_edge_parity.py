@@ -229,8 +229,7 @@ def test_every_encoding_decodes_identically_through_node_bag_tools_and_dataset(r
 def test_node_and_bag_process_publish_the_same_topics_with_identical_arrays(running, tmp_path, demo_model) -> None:
     from sensor_msgs.msg import Image, TimeReference
 
-    from efc_core.perceptor import Perceptor
-    from efc_core.runtime import create_backend
+    from efc_core.perceptor_config import build_perceptor
     from efc_ros.bag.io import read_messages
     from efc_ros.bag.make_synthetic import CAMERA_TOPIC, SyntheticBagOptions, make_synthetic_bag
     from efc_ros.bag.process import OUTPUT_NAMESPACE, process_bag
@@ -257,7 +256,8 @@ def test_node_and_bag_process_publish_the_same_topics_with_identical_arrays(runn
                            and len(received[render.OCCLUSION_PROBABILITY]) == len(frames) - 1, 10)
 
     # efc bag process on the same frames, with the node's Perceptor settings and render options.
-    perceptor = Perceptor(create_backend("onnxruntime", demo_model, intra_op_threads=1))
+    perceptor = build_perceptor(node.node.settings.perceptor_config())
+    assert perceptor.flow_refinement == "variational"   # the default: refined flow in both paths
     process_bag(camera_bag, tmp_path / "out", perceptor)
     bag_outputs: dict[str, dict[int, object]] = {}
     with open_bag(tmp_path / "out") as reader:

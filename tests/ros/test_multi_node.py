@@ -86,11 +86,12 @@ def _send_and_wait(cameras, namespace: str, rgb: np.ndarray, index: int, *, time
 @pytest.mark.slow
 def test_compressed_png_input_gives_the_perceptor_outputs_of_the_raw_frames(ros_environment, cameras, frames,
                                                                             demo_model):
-    from efc_core.perceptor import Perceptor
+    from efc_core.perceptor_config import PerceptorConfig, build_perceptor
     from efc_core.runtime import create_backend
 
     processes, client, publishers, received = cameras
-    perceptor = Perceptor(create_backend("onnxruntime", demo_model, intra_op_threads=1))
+    # The node's Perceptor: its settings' defaults (flow refinement on) around the same model.
+    perceptor = build_perceptor(PerceptorConfig(), create_backend("onnxruntime", demo_model, intra_op_threads=1))
     for index, rgb in enumerate(frames[:3]):
         header = _send_and_wait(cameras, COMPRESSED, rgb, index)
         assert header is not None, processes[COMPRESSED].log()

@@ -246,13 +246,13 @@ def test_every_frame_after_the_first_yields_all_outputs_with_the_input_header(ro
 @pytest.mark.ros
 def test_outputs_equal_what_the_perceptor_computes_directly(ros_environment, lockstep_run, frames, demo_model):
     from efc_core import viz
-    from efc_core.perceptor import Perceptor
+    from efc_core.perceptor_config import PerceptorConfig, build_perceptor
     from efc_core.runtime import create_backend
     from efc_ros.image_conversions import image_msg_to_array
 
     headers, received, _ = lockstep_run
     backend = create_backend("onnxruntime", demo_model, intra_op_threads=1)
-    perceptor = Perceptor(backend)
+    perceptor = build_perceptor(PerceptorConfig(), backend)   # the node's settings: flow refinement on
     palette = np.asarray(backend.manifest.palette, np.uint8)
     for index, (rgb, header) in enumerate(zip(frames, headers)):
         expected = perceptor.process(rgb, stamp_ns(header.stamp), "camera")

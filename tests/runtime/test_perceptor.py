@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -268,3 +269,50 @@ def test_low_input_share_is_logged_with_the_alternatives(translation_model: Path
     with caplog.at_level("WARNING", logger="efc_core.perceptor"):
         stretched.process(np.zeros((64, 256, 3), np.uint8), 0, "wide")
     assert not caplog.records
+
+
+def _translated_texture_pair(size: tuple[int, int], dx: float, dy: float) -> tuple[np.ndarray, np.ndarray]:
+    """A blocky blurred texture and the same texture moved by (dx, dy) input pixels."""
+    from efc_core.flow_ops import warp_image
+
+    height, width = size
+    rng = np.random.default_rng(3)
+    blocks = np.kron(rng.integers(0, 2, (height // 6 + 1, width // 6 + 1)), np.ones((6, 6)))[:height, :width]
+    grey = cv2.GaussianBlur((blocks * 255).astype(np.float32), (0, 0), 1.5)
+    frame1 = np.repeat(grey.astype(np.uint8)[..., None], 3, axis=2)
+    shift = np.empty((height, width, 2), np.float32)
+    shift[..., 0], shift[..., 1] = -dx, -dy          # frame2(x) = frame1(x - d): flow 1 -> 2 is d
+    frame2 = np.clip(warp_image(frame1.astype(np.float32), shift), 0, 255).astype(np.uint8)
+    return frame1, frame2
+
+
+@pytest.mark.parametrize("direction", ["forward", "backward"])
+def test_flow_refinement_moves_the_network_flow_towards_the_true_motion(tmp_path: Path, direction: str) -> None:
+    # The analytic model answers a constant flow 0.7 px off the true translation (3, -2) input px
+    # (96x128 letterboxed into 64x64: model pixels are 2 input pixels). A backward export's flow
+    # is frame2 -> frame1, so its truth is (-3, 2): refining it on the wrong frame order would
+    # pull it away from the truth instead.
+    sign = 1.0 if direction == "forward" else -1.0
+    model = build_models(tmp_path, flow=(sign * 1.75, sign * -1.25), flow_direction=direction)
+    frame1, frame2 = _translated_texture_pair((96, 128), 3.0, -2.0)
+    truth = np.array([sign * 3.0, sign * -2.0], np.float32)
+
+    def flow_of(refinement: str) -> np.ndarray:
+        perceptor = Perceptor(create_backend("onnxruntime", model, intra_op_threads=1), flow_refinement=refinement)
+        first = perceptor.process(frame1, 0, "cam")
+        assert first.flow is None   # nothing to refine without a partner
+        return perceptor.process(frame2, 50 * MS, "cam").flow
+
+    def error(flow: np.ndarray) -> float:
+        return float(np.hypot(*(flow[10:-10, 10:-10] - truth).transpose(2, 0, 1)).mean())
+
+    network = flow_of("off")
+    np.testing.assert_allclose(network[48, 64], sign * np.array([3.5, -2.5]), rtol=1e-6)  # the model's, untouched
+    refined = flow_of("variational")
+    assert refined.shape == network.shape and refined.dtype == np.float32
+    assert error(refined) < 0.75 * error(network), (error(refined), error(network))
+
+
+def test_unknown_flow_refinement_is_refused(translation_model: Path) -> None:
+    with pytest.raises(ValueError, match="flow_refinement 'dis'"):
+        Perceptor(create_backend("onnxruntime", translation_model, intra_op_threads=1), flow_refinement="dis")
