@@ -290,7 +290,11 @@ def to_dict(config: Any) -> dict[str, Any]:
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``key.sub=value`` strings (values parsed as YAML) to a nested dict, in order."""
+    """Apply ``key.sub=value`` strings (values parsed as YAML) to a nested dict, in order.
+
+    A number selects an element of a list: ``data.options.sources.0.weight=0.5`` sets the weight
+    of the first source of a mixture.
+    """
     for override in overrides:
         if "=" not in override:
             raise ValueError(f"override {override!r} is not of the form key.sub=value")
@@ -298,13 +302,23 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         keys = dotted.strip().split(".")
         if not all(keys):
             raise ValueError(f"override {override!r} has an empty key")
-        node = data
-        for key in keys[:-1]:
-            child = node.setdefault(key, {})
-            if not isinstance(child, dict):
-                raise ValueError(f"override {override!r}: {key!r} is not a section")
-            node = child
-        node[keys[-1]] = yaml.safe_load(raw)
+        node: Any = data
+        for depth, key in enumerate(keys):
+            last = depth == len(keys) - 1
+            if isinstance(node, list):
+                if not key.isdigit() or int(key) >= len(node):
+                    raise ValueError(f"override {override!r}: {key!r} is not an index of a list of {len(node)}")
+                if last:
+                    node[int(key)] = yaml.safe_load(raw)
+                else:
+                    node = node[int(key)]
+            elif isinstance(node, dict):
+                if last:
+                    node[key] = yaml.safe_load(raw)
+                else:
+                    node = node.setdefault(key, {})
+            else:
+                raise ValueError(f"override {override!r}: {keys[depth - 1]!r} is not a section")
     return data
 
 

@@ -57,6 +57,22 @@ def test_yaml_values_and_overrides_are_typed(tmp_path: Path) -> None:
         load_config(path, ["schedule.totl_steps=3"])
 
 
+def test_an_override_reaches_into_a_list_of_sources_by_index() -> None:
+    from training.config import apply_overrides
+
+    data = {"data": {"options": {"sources": [{"name": "camvid", "weight": 0.6}, {"name": "davis"}]}}}
+    apply_overrides(data, ["data.options.sources.0.weight=0.5",
+                           "data.options.sources.1.augment.jitter={brightness: 0.4}"])
+    assert data["data"]["options"]["sources"] == [{"name": "camvid", "weight": 0.5},
+                                                   {"name": "davis", "augment": {"jitter": {"brightness": 0.4}}}]
+    with pytest.raises(ValueError, match="'2' is not an index of a list of 2"):
+        apply_overrides(data, ["data.options.sources.2.weight=1"])
+    with pytest.raises(ValueError, match="'first' is not an index"):
+        apply_overrides(data, ["data.options.sources.first.weight=1"])
+    with pytest.raises(ValueError, match="'weight' is not a section"):
+        apply_overrides(data, ["data.options.sources.0.weight.value=1"])
+
+
 def test_supervised_flow_has_one_switch(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="loss.supervised_flow"):
         load_config(write(tmp_path, "loss:\n  config:\n    supervised_flow: true\n"))
