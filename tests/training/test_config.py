@@ -63,8 +63,8 @@ def test_an_override_reaches_into_a_list_of_sources_by_index() -> None:
     data = {"data": {"options": {"sources": [{"name": "camvid", "weight": 0.6}, {"name": "davis"}]}}}
     apply_overrides(data, ["data.options.sources.0.weight=0.5",
                            "data.options.sources.1.augment.jitter={brightness: 0.4}"])
-    assert data["data"]["options"]["sources"] == [{"name": "camvid", "weight": 0.5},
-                                                   {"name": "davis", "augment": {"jitter": {"brightness": 0.4}}}]
+    expected = [{"name": "camvid", "weight": 0.5}, {"name": "davis", "augment": {"jitter": {"brightness": 0.4}}}]
+    assert data["data"]["options"]["sources"] == expected
     with pytest.raises(ValueError, match="'2' is not an index of a list of 2"):
         apply_overrides(data, ["data.options.sources.2.weight=1"])
     with pytest.raises(ValueError, match="'first' is not an index"):
