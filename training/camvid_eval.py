@@ -13,6 +13,7 @@ On a split of several sequences (``--split train``: 0001TP, 0006R0, 0016E5) each
 own stream (its own ``frame_id``, so no pair and no temporal fusion spans two sequences) and the
 report adds ``miou_per_sequence``.
 
+The model's own flow is the node's: refined by default (``--flow-refinement off``: the network's).
 Both are given with the model's own flow and occlusion (what a user of the node gets) and with
 OpenCV DIS-medium flow (a flow that does not come from the model, so a model cannot look
 consistent by predicting no motion), each with and without the runtime's temporal fusion.
@@ -36,6 +37,7 @@ import numpy as np
 from efc_core.contract import IGNORE_LABEL
 from efc_core.data.formats import natural_sort_key, read_rgb
 from efc_core.errors import EfcError
+from efc_core.flow_refinement import FLOW_REFINEMENTS
 from efc_core.metrics import SegmentationMetrics, TemporalConsistency
 from training.real_eval import dis_flow_fn
 
@@ -72,17 +74,17 @@ def read_camvid_label(path: Path) -> np.ndarray:
     return np.where(label >= CAMVID_VOID_ID, IGNORE_LABEL, label).astype(np.uint8)
 
 
-def build_perceptor(model_path: Path, threads: int, temporal_fusion: float):
+def build_perceptor(model_path: Path, threads: int, temporal_fusion: float, flow_refinement: str = "variational"):
     """The node's pipeline on ``model_path`` (.onnx / .json: ONNX Runtime; .pt: torch), node defaults otherwise."""
     from efc_core.perceptor_config import PerceptorConfig, build_perceptor
 
     kind = "torch" if model_path.suffix == ".pt" else "onnxruntime"
     return build_perceptor(PerceptorConfig(backend=kind, model_path=str(model_path), threads=threads,
-                                           temporal_fusion=temporal_fusion))
+                                           temporal_fusion=temporal_fusion, flow_refinement=flow_refinement))
 
 
 def evaluate_camvid(model_path: Path, root: Path, fusions: Sequence[float] = (0.0, 0.5), threads: int = 2,
-                    split: str = "val", max_frames: int | None = None) -> dict:
+                    split: str = "val", max_frames: int | None = None, flow_refinement: str = "variational") -> dict:
     """Metrics of ``model_path`` on CamVid ``split`` for every temporal-fusion weight in ``fusions``.
 
     Returns ``{"model", "split", "frames", "class_names", "runs": [{"temporal_fusion", "miou",
@@ -94,9 +96,10 @@ def evaluate_camvid(model_path: Path, root: Path, fusions: Sequence[float] = (0.
     if len(frames) < 2:
         raise ValueError(f"CamVid {split} under {root} has {len(frames)} frame(s); temporal consistency needs 2")
     dis = dis_flow_fn("medium")
-    report: dict = {"model": str(model_path), "split": split, "frames": len(frames), "runs": []}
+    report: dict = {"model": str(model_path), "split": split, "frames": len(frames),
+                    "flow_refinement": flow_refinement, "runs": []}
     for fusion in fusions:
-        perceptor = build_perceptor(model_path, threads, fusion)
+        perceptor = build_perceptor(model_path, threads, fusion, flow_refinement)
         names = list(perceptor.manifest.class_names)
         report["class_names"] = names
         segmentation = SegmentationMetrics(len(names), class_names=names)
@@ -186,11 +189,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="temporal-fusion weights to evaluate (0 = off)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--max-frames", type=int, default=None)
+    parser.add_argument("--flow-refinement", default="variational", choices=FLOW_REFINEMENTS,
+                        help="the node's default refinement of the network's flow (TC and latency), or off")
     parser.add_argument("--output", type=Path, default=None, help="report JSON")
     args = parser.parse_args(argv)
     cv2.setNumThreads(args.threads)
     try:
-        report = evaluate_camvid(args.model, args.root, args.fusion, args.threads, args.split, args.max_frames)
+        report = evaluate_camvid(args.model, args.root, args.fusion, args.threads, args.split, args.max_frames,
+                                 args.flow_refinement)
     except (EfcError, ValueError, FileNotFoundError) as error:
         print(f"camvid_eval: error: {error}", file=sys.stderr)
         return 2
