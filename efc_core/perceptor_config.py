@@ -81,7 +81,7 @@ class PerceptorConfig:
         "(0 = off).", limits=(0.0, 0.95), runtime=True)
     flow_refinement: str = setting(
         "variational", "variational: the network's flow refined on the two frames by OpenCV's variational "
-        "refinement (CPU, about 3 ms per frame at the default working size; sharper small motions); off: the "
+        "refinement (CPU, about 4 ms per frame at the default working size; sharper small motions); off: the "
         "network's flow as it is. Occlusion is always the network's.", choices=FLOW_REFINEMENTS, runtime=True)
     flow_refinement_iterations: int = setting(
         DEFAULT_REFINEMENT_ITERATIONS, "Fixed-point iterations of the flow refinement (more: slower, sharper).",
