@@ -26,6 +26,7 @@ import numpy as np
 
 from efc_core.data.synthetic import SyntheticConfig, generate_sequence
 from efc_core.flow_refinement import DEFAULT_REFINEMENT_ITERATIONS, DEFAULT_REFINEMENT_PIXELS, VariationalFlowRefiner
+from efc_core.metrics import FlowMetrics
 from efc_ros.model_paths import default_model_path
 
 #: First seed of the benchmark's scenes: above every seed range the synthetic datasets draw from.
@@ -49,8 +50,10 @@ def parse_setting(text: str) -> tuple[int, int]:
 
 
 def mean_epe(flow: np.ndarray, truth: np.ndarray, occluded: np.ndarray) -> float:
-    """Mean end-point error (px) over pixels that stay visible."""
-    return float(np.hypot(*(flow - truth).transpose(2, 0, 1))[~occluded].mean())
+    """Mean end-point error (px) of one pair over pixels that stay visible (``FlowMetrics``' epe_noc)."""
+    metrics = FlowMetrics()
+    metrics.update(flow, truth, occluded=occluded)
+    return float(metrics.compute()["epe_noc"])
 
 
 def run(model: Path, pairs: int, size: tuple[int, int], settings: list[tuple[int, int]], threads: int) -> dict:
