@@ -2,14 +2,14 @@
 
 The model's flow (``flow_refinement=off``, through the ``Perceptor`` as the node runs it) on
 held-out photo-textured synthetic pairs with exact flow (seeds no training recipe draws), then
-``efc_core.flow_refinement.VariationalFlowRefiner`` at each ``--settings`` ITERATIONSxPIXELS.
+``efc_core.flow_refinement.VariationalFlowRefiner`` at each ``--settings`` ITERATIONSxPIXELS[xLEVELS].
 Printed per setting: mean EPE over non-occluded pixels, its ratio to the model's own, and the
 median milliseconds per pair (wall, and process CPU time in brackets, which stays meaningful on a
-shared machine). The defaults of ``flow_refinement_iterations`` / ``flow_refinement_pixels`` were
-chosen with this script, not on the real evaluation sets.
+shared machine). The defaults of ``flow_refinement_iterations`` / ``flow_refinement_pixels`` /
+``flow_refinement_levels`` were chosen with this script, not on the real evaluation sets.
 
     .venv/bin/python -m benchmarks.bench_flow_refinement
-    .venv/bin/python -m benchmarks.bench_flow_refinement --pairs 40 --settings 5x32768 10x16384 --json out.json
+    .venv/bin/python -m benchmarks.bench_flow_refinement --pairs 40 --settings 10x16384x1 5x16384x2 --json out.json
 """
 
 from __future__ import annotations
@@ -25,7 +25,12 @@ import cv2
 import numpy as np
 
 from efc_core.data.synthetic import SyntheticConfig, generate_sequence
-from efc_core.flow_refinement import DEFAULT_REFINEMENT_ITERATIONS, DEFAULT_REFINEMENT_PIXELS, VariationalFlowRefiner
+from efc_core.flow_refinement import (
+    DEFAULT_REFINEMENT_ITERATIONS,
+    DEFAULT_REFINEMENT_LEVELS,
+    DEFAULT_REFINEMENT_PIXELS,
+    VariationalFlowRefiner,
+)
 from efc_core.metrics import FlowMetrics
 from efc_ros.model_paths import default_model_path
 
@@ -40,13 +45,15 @@ def benchmark_config(height: int, width: int) -> SyntheticConfig:
                            background_scale_change=0.02, noise_std=2.0, brightness_change=0.05, blur_sigma_max=0.8)
 
 
-def parse_setting(text: str) -> tuple[int, int]:
-    """``"10x16384"`` -> (iterations, max_pixels)."""
+def parse_setting(text: str) -> tuple[int, int, int]:
+    """``"5x16384x2"`` -> (iterations, max_pixels, levels); ``"10x16384"`` is one level."""
     try:
-        iterations, pixels = (int(part) for part in text.lower().split("x"))
+        parts = [int(part) for part in text.lower().split("x")]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"setting must be ITERATIONSxPIXELS, e.g. 10x16384, got {text!r}") from None
-    return iterations, pixels
+        parts = []
+    if len(parts) not in (2, 3):
+        raise argparse.ArgumentTypeError(f"setting must be ITERATIONSxPIXELS[xLEVELS], e.g. 5x16384x2, got {text!r}")
+    return parts[0], parts[1], parts[2] if len(parts) == 3 else 1
 
 
 def mean_epe(flow: np.ndarray, truth: np.ndarray, occluded: np.ndarray) -> float:
@@ -56,7 +63,7 @@ def mean_epe(flow: np.ndarray, truth: np.ndarray, occluded: np.ndarray) -> float
     return float(metrics.compute()["epe_noc"])
 
 
-def run(model: Path, pairs: int, size: tuple[int, int], settings: list[tuple[int, int]], threads: int) -> dict:
+def run(model: Path, pairs: int, size: tuple[int, int], settings: list[tuple[int, int, int]], threads: int) -> dict:
     """Model EPE, then EPE / ratio / ms of each refinement setting on the same pairs."""
     from training.real_eval import PerceptorEstimator   # the node's pipeline, refinement off
 
@@ -71,8 +78,8 @@ def run(model: Path, pairs: int, size: tuple[int, int], settings: list[tuple[int
     model_epe = statistics.fmean(mean_epe(flow, truth, occluded) for _, _, truth, occluded, flow in cases)
     report = {"model": str(model), "pairs": pairs, "size_hw": list(size), "threads": threads,
               "model_epe": model_epe, "settings": []}
-    for iterations, pixels in settings:
-        refiner = VariationalFlowRefiner(iterations, pixels)
+    for iterations, pixels, levels in settings:
+        refiner = VariationalFlowRefiner(iterations, pixels, levels)
         errors, wall, cpu = [], [], []
         for image1, image2, truth, occluded, flow in cases:
             start_wall, start_cpu = time.perf_counter(), time.process_time()
@@ -81,7 +88,7 @@ def run(model: Path, pairs: int, size: tuple[int, int], settings: list[tuple[int
             cpu.append(time.process_time() - start_cpu)
             errors.append(mean_epe(refined, truth, occluded))
         epe = statistics.fmean(errors)
-        report["settings"].append({"iterations": iterations, "max_pixels": pixels, "epe": epe,
+        report["settings"].append({"iterations": iterations, "max_pixels": pixels, "levels": levels, "epe": epe,
                                    "epe_ratio": epe / model_epe, "ms_wall": 1e3 * statistics.median(wall),
                                    "ms_cpu": 1e3 * statistics.median(cpu)})
     return report
@@ -93,9 +100,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pairs", type=int, default=20)
     parser.add_argument("--size", default="384x288", help="frame WIDTHxHEIGHT")
     parser.add_argument("--settings", type=parse_setting, nargs="+",
-                        default=[(5, 32768), (5, 16384), (10, 32768),
-                                 (DEFAULT_REFINEMENT_ITERATIONS, DEFAULT_REFINEMENT_PIXELS), (20, 16384)],
-                        help="ITERATIONSxPIXELS pairs")
+                        default=[(10, 16384, 1), (10, 32768, 1), (20, 16384, 1), (5, 16384, 3),
+                                 (DEFAULT_REFINEMENT_ITERATIONS, DEFAULT_REFINEMENT_PIXELS, DEFAULT_REFINEMENT_LEVELS),
+                                 (5, 32768, 2), (10, 16384, 2)],
+                        help="ITERATIONSxPIXELS[xLEVELS]: iterations per level, finest working size, levels")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -111,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'setting':<22}{'EPE px':>9}{'vs model':>10}{'ms wall':>10}{'(CPU)':>9}")
     print(f"{'model alone':<22}{report['model_epe']:>9.3f}{1.0:>10.2f}")
     for row in report["settings"]:
-        label = f"{row['iterations']} it x {row['max_pixels']} px"
+        label = f"{row['iterations']} it x {row['max_pixels']} px x {row['levels']}"
         print(f"{label:<22}{row['epe']:>9.3f}{row['epe_ratio']:>10.2f}{row['ms_wall']:>10.1f}{row['ms_cpu']:>9.1f}")
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")

@@ -25,9 +25,11 @@ from efc_core.contract import RESIZE_MODES, FlowDirection
 from efc_core.errors import InputError
 from efc_core.flow_refinement import (
     DEFAULT_REFINEMENT_ITERATIONS,
+    DEFAULT_REFINEMENT_LEVELS,
     DEFAULT_REFINEMENT_PIXELS,
     FLOW_REFINEMENTS,
     VariationalFlowRefiner,
+    WorkingImages,
 )
 from efc_core.pairing import FramePairer
 from efc_core.postprocess import PostprocessRequest, flow_output_size, postprocess
@@ -75,7 +77,7 @@ class _KeptFrame:
     features: Features | None = None        # streaming: encoder features
     tensor: np.ndarray | None = None        # single graph: the preprocessed (1, 3, h, w) input
     probabilities: np.ndarray | None = None  # temporal fusion: (h_content, w_content, K)
-    grey: np.ndarray | None = None           # flow refinement: the working image
+    grey: WorkingImages | None = None        # flow refinement: the grey working images
 
 
 @dataclass
@@ -110,7 +112,8 @@ class Perceptor:
         flow_refinement: "off" (the network's flow as it is) or "variational"
             (``efc_core.flow_refinement``: the flow refined on the two frames after the backend;
             occlusion stays the network's, temporal fusion uses the network's flow).
-        refinement_iterations, refinement_max_pixels: its fixed-point iterations and working size.
+        refinement_iterations, refinement_max_pixels, refinement_levels: its fixed-point
+            iterations per level, finest working size and pyramid levels.
     """
 
     def __init__(
@@ -127,6 +130,7 @@ class Perceptor:
         flow_refinement: str = "off",
         refinement_iterations: int = DEFAULT_REFINEMENT_ITERATIONS,
         refinement_max_pixels: int = DEFAULT_REFINEMENT_PIXELS,
+        refinement_levels: int = DEFAULT_REFINEMENT_LEVELS,
     ) -> None:
         if resize_mode not in RESIZE_MODES:
             raise ValueError(f"unknown resize_mode {resize_mode!r}; expected one of {RESIZE_MODES}")
@@ -145,7 +149,7 @@ class Perceptor:
         self.output_probabilities = bool(output_probabilities)
         self.max_input_pixels = max_input_pixels
         self.flow_refinement = flow_refinement
-        self._refiner = (VariationalFlowRefiner(refinement_iterations, refinement_max_pixels)
+        self._refiner = (VariationalFlowRefiner(refinement_iterations, refinement_max_pixels, refinement_levels)
                          if flow_refinement == "variational" else None)
         self._direction = self.manifest.direction
         self._input_dtype = np.dtype(self.manifest.dtype_of(self.manifest.input_names[1]))

@@ -14,7 +14,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from efc_core.contract import RESIZE_MODES
-from efc_core.flow_refinement import DEFAULT_REFINEMENT_ITERATIONS, DEFAULT_REFINEMENT_PIXELS, FLOW_REFINEMENTS
+from efc_core.flow_refinement import (
+    DEFAULT_REFINEMENT_ITERATIONS,
+    DEFAULT_REFINEMENT_LEVELS,
+    DEFAULT_REFINEMENT_PIXELS,
+    FLOW_REFINEMENTS,
+)
 from efc_core.perceptor import Perceptor
 from efc_core.runtime import BACKENDS, Backend
 
@@ -84,11 +89,15 @@ class PerceptorConfig:
         "refinement (CPU, about 4 ms per frame at the default working size; sharper small motions); off: the "
         "network's flow as it is. Occlusion is always the network's.", choices=FLOW_REFINEMENTS, runtime=True)
     flow_refinement_iterations: int = setting(
-        DEFAULT_REFINEMENT_ITERATIONS, "Fixed-point iterations of the flow refinement (more: slower, sharper).",
+        DEFAULT_REFINEMENT_ITERATIONS, "Fixed-point iterations of the flow refinement per pyramid level (more: slower, "
+        "sharper).",
         limits=(1, 100), runtime=True)
     flow_refinement_pixels: int = setting(
-        DEFAULT_REFINEMENT_PIXELS, "Working size of the flow refinement: frames scaled down (aspect kept) to at "
-        "most this many pixels.", limits=(64, 1 << 24), runtime=True)
+        DEFAULT_REFINEMENT_PIXELS, "Working size of the flow refinement's finest level: frames scaled down "
+        "(aspect kept) to at most this many pixels.", limits=(64, 1 << 24), runtime=True)
+    flow_refinement_levels: int = setting(
+        DEFAULT_REFINEMENT_LEVELS, "Pyramid levels of the flow refinement, coarse to fine, each a quarter of the "
+        "pixels of the next (1: the finest level alone).", limits=(1, 6), runtime=True)
 
     def __post_init__(self) -> None:
         for spec in PERCEPTOR_FIELDS:
@@ -213,5 +222,6 @@ def build_perceptor(config: PerceptorConfig, backend: Backend | None = None, **e
         flow_refinement=config.flow_refinement,
         refinement_iterations=config.flow_refinement_iterations,
         refinement_max_pixels=config.flow_refinement_pixels,
+        refinement_levels=config.flow_refinement_levels,
         **extra,
     )

@@ -63,7 +63,8 @@ from efc_ros.dds_profile import use_large_image_profile
 
 NODE_NAME = "efc_perception"
 #: Perceptor settings without a setter; changing one at runtime rebuilds it (the pair restarts).
-_PERCEPTOR_PARAMETERS = ("max_frame_gap", "flow_refinement", "flow_refinement_iterations", "flow_refinement_pixels")
+_PERCEPTOR_PARAMETERS = ("max_frame_gap", "flow_refinement", "flow_refinement_iterations", "flow_refinement_pixels",
+                         "flow_refinement_levels")
 
 BackendProvider = Callable[[PerceptionParameters], Any]
 
