@@ -1,7 +1,7 @@
 """Optional variational refinement of the network's flow (OpenCV ``VariationalRefinement``).
 
 The network predicts flow at a quarter of its input resolution and the tiny presets see small
-motions coarsely (RubberWhale EPE 0.82 px for the shipped real-camera model). A few fixed-point
+motions coarsely (RubberWhale EPE 1.03 px for the shipped real-camera model alone). A few fixed-point
 iterations of the variational energy DIS uses for its last step (brightness and gradient
 constancy plus smoothness, Brox et al. 2004) start from the network's flow and pull it onto the
 image detail. The network still finds the motion, which a few iterations of a local method cannot
@@ -10,9 +10,10 @@ do for large displacements; the refinement only sharpens it. Occlusion stays the
 It runs on the CPU, after the backend, on grey frames scaled down to at most ``max_pixels``; with
 ``levels`` > 1, coarse to fine on a small pyramid of them (each coarser level a quarter of the
 pixels of the next), as DIS does: a coarse level corrects uniform errors faster, the finest level
-keeps the detail. The defaults were chosen on held-out photo-textured synthetic pairs with exact flow,
-``benchmarks/bench_flow_refinement.py``; what they give on real data is in training/README.md,
-"Flow refinement").
+keeps the detail. Iterations and working size were chosen on held-out photo-textured synthetic
+pairs with exact flow (``benchmarks/bench_flow_refinement.py``), the levels on real pairs too
+(``DEFAULT_REFINEMENT_LEVELS``); what they give on real data is in training/README.md, "Flow
+refinement".
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ def _check_int(value: object, name: str, minimum: int) -> int:
 
 
 class VariationalFlowRefiner:
-    """Refines flow between two frames with ``cv2.VariationalRefinement``, coarse to fine.
+    """Refines flow between two frames with ``cv2.VariationalRefinement`` (coarse to fine with ``levels`` > 1).
 
     Per frame, :meth:`prepare` makes the grey working images (the next pair reuses them); per
     pair, :meth:`refine` moves a flow field onto the images. Not thread-safe: one per stream.

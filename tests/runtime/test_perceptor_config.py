@@ -63,9 +63,12 @@ def test_build_perceptor_applies_every_setting():
     manifest = load_manifest(DEMO.with_suffix(".json"))
     height, width = int(manifest.input_height), int(manifest.input_width)  # a fixed-size model takes its own
     config = PerceptorConfig(model_path=str(DEMO), threads=1, resize_mode="stretch", max_frame_gap_s=0.2,
-                             temporal_fusion=0.3, streaming=False, input_width=width, input_height=height)
+                             temporal_fusion=0.3, streaming=False, input_width=width, input_height=height,
+                             flow_refinement_iterations=3, flow_refinement_pixels=4096, flow_refinement_levels=2)
     perceptor = build_perceptor(config)
     assert perceptor.resize_mode == "stretch" and perceptor.temporal_fusion == pytest.approx(0.3)
+    refiner = perceptor._refiner
+    assert (refiner.iterations, refiner.max_pixels, refiner.levels) == (3, 4096, 2)
     assert not perceptor.streaming and perceptor.input_size == (height, width)
     assert perceptor._pairer.max_frame_gap_s == pytest.approx(0.2)
     with pytest.raises(ValueError, match="precision 'fp16' requested"):
