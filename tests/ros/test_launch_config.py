@@ -98,7 +98,7 @@ def test_yaml_values_reach_the_node_and_descriptors_carry_ranges(ros_environment
     assert nodes[0].settings.qos_depth == _yaml_parameters()["qos_depth"]
     names = [spec.name for spec in PARAMETER_SPECS]
     response = client.call_service(DescribeParameters, f"{NAMESPACE}/efc_perception/describe_parameters",
-                                   DescribeParameters.Request(names=names))
+                                   DescribeParameters.Request(names=names), idempotent=True)
     by_name = {descriptor.name: descriptor for descriptor in response.descriptors}
     for spec in PARAMETER_SPECS:
         descriptor = by_name[spec.name]

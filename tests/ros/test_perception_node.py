@@ -372,7 +372,8 @@ def test_lifecycle_node_loads_in_configure_and_processes_only_while_active(ros_e
                                    ChangeState.Request(transition=Transition(id=transition))).success
 
     def state() -> str:
-        return client.call_service(GetState, f"{service}/get_state", GetState.Request()).current_state.label
+        return client.call_service(GetState, f"{service}/get_state", GetState.Request(),
+                                   idempotent=True).current_state.label
 
     try:
         assert state() == "unconfigured" and node.backend is None
