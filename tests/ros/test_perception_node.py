@@ -367,9 +367,9 @@ def test_lifecycle_node_loads_in_configure_and_processes_only_while_active(ros_e
     client = RosClient("efc_lifecycle_client")
     service = f"{namespace}/efc_perception"
 
-    def change(transition: int) -> bool:
-        return client.call_service(ChangeState, f"{service}/change_state",
-                                   ChangeState.Request(transition=Transition(id=transition))).success
+    def change(transition: int, idempotent: bool = False) -> bool:
+        request = ChangeState.Request(transition=Transition(id=transition))
+        return client.call_service(ChangeState, f"{service}/change_state", request, idempotent=idempotent).success
 
     def state() -> str:
         return client.call_service(GetState, f"{service}/get_state", GetState.Request(),
@@ -377,6 +377,9 @@ def test_lifecycle_node_loads_in_configure_and_processes_only_while_active(ros_e
 
     try:
         assert state() == "unconfigured" and node.backend is None
+        # Activating before configuring is refused and changes nothing, so it may be resent; it
+        # also matches the change_state client's reply path before the calls that change state.
+        assert not change(Transition.TRANSITION_ACTIVATE, idempotent=True) and state() == "unconfigured"
         assert not change(Transition.TRANSITION_CONFIGURE)  # the model is missing: configure fails
         assert state() == "unconfigured"
         # Fixed over ROS (issue 13): model_path is settable while unconfigured, then configure retried.
