@@ -48,7 +48,7 @@ from efc_core.edge.input_limits import error_kind
 from efc_core.edge.stamps import stamp_to_ns
 from efc_core.errors import BackendError, InputError, ModelError
 from efc_core.perceptor import Perceptor, PerceptionResult
-from efc_core.perceptor_config import build_backend, build_perceptor
+from efc_core.perceptor_config import PERCEPTOR_FIELDS, build_backend, build_perceptor
 from efc_ros.diagnostics import NodeStatistics, diagnostic_array
 from efc_ros.node_startup import create_or_exit_code
 from efc_ros.image_conversions import rendered_to_msg
@@ -62,9 +62,11 @@ from efc_ros.model_paths import default_model_path
 from efc_ros.dds_profile import use_large_image_profile
 
 NODE_NAME = "efc_perception"
-#: Perceptor settings without a setter; changing one at runtime rebuilds it (the pair restarts).
-_PERCEPTOR_PARAMETERS = ("max_frame_gap", "flow_refinement", "flow_refinement_iterations", "flow_refinement_pixels",
-                         "flow_refinement_levels")
+#: Perceptor settings the node reads while running, applied in place (a setter) instead of by a rebuild.
+_APPLIED_IN_PLACE = ("temporal_fusion",)
+#: The other runtime Perceptor settings: changing one at runtime rebuilds it (the pair restarts).
+_PERCEPTOR_PARAMETERS = tuple(spec.ros_name for spec in PERCEPTOR_FIELDS
+                              if spec.runtime and spec.ros_name not in _APPLIED_IN_PLACE)
 
 BackendProvider = Callable[[PerceptionParameters], Any]
 
